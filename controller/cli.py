@@ -1,0 +1,213 @@
+"""The `ebshed` command line. Every command and sub-command has `--help`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="Open e-bike charging shed controller.", no_args_is_help=True,
+                  add_completion=False)
+controller_app = typer.Typer(help="The edge controller of one shed.", no_args_is_help=True)
+sim_app = typer.Typer(help="Simulated devices.", no_args_is_help=True)
+port_app = typer.Typer(help="Local operator commands for one socket.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (figures go to docs/benchmarks.md).",
+                        no_args_is_help=True)
+app.add_typer(controller_app, name="controller")
+app.add_typer(sim_app, name="sim")
+app.add_typer(port_app, name="port")
+app.add_typer(bench_app, name="bench")
+
+DEFAULT_CONTROLLER = "http://127.0.0.1:8181"
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(config: Path) -> Any:
+    from controller.core.config import ConfigError
+    from controller.settings import load_settings
+
+    try:
+        return load_settings(config)
+    except ConfigError as err:
+        _fail(f"{err} [{err.code}]")
+
+
+@app.command()
+def demo(
+    hours: Annotated[float | None, typer.Option(help="Simulated hours to run; default: until Ctrl-C.")] = None,
+    speed: Annotated[str, typer.Option(help="Simulated seconds per real second, or 'max'.")] = "60",
+    summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Write a JSON summary here at the end.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Keep the shed's database here (default: a temporary folder).")] = None,
+    sockets: Annotated[int, typer.Option(help="Sockets in the simulated shed (12 per board).")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated day.")] = 7,
+    start_hour: Annotated[float, typer.Option(help="Local hour of day the simulation starts at.")] = 6.0,
+    headless: Annotated[bool, typer.Option(help="No live view (implied by --speed max).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a whole simulated shed: broker, controller and e-bikes, in one process."""
+    from simulators.demo import DemoOptions, run_demo
+
+    _logging(verbose)
+    if speed != "max":
+        try:
+            if float(speed) <= 0:
+                raise ValueError
+        except ValueError:
+            _fail("--speed must be a positive number or 'max'")
+    if speed == "max" and hours is None:
+        _fail("--speed max needs --hours")
+    opts = DemoOptions(hours=hours, speed=speed, data_dir=data_dir, sockets=sockets, seed=seed,
+                       start_hour=start_hour, live=not headless and speed != "max")
+    summary = asyncio.run(run_demo(opts))
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary, indent=2, ensure_ascii=False), "utf-8")
+    brief = {k: summary[k] for k in ("sessions_started", "sessions_closed", "billed_wh",
+                                     "ground_truth_wh", "billed_fen", "end_reasons", "alarms")}
+    typer.echo(json.dumps(brief, ensure_ascii=False))
+
+
+@controller_app.command("run")
+def controller_run(
+    config: Annotated[Path, typer.Option(help="Shed config (TOML), see deploy/shed.example.toml.")],
+    http: Annotated[str | None, typer.Option(help="Local operator API address, host:port.")] = "127.0.0.1:8181",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = True,
+) -> None:
+    """Run the edge controller of one shed against a real MQTT broker."""
+    from controller.clock import RealClock
+    from controller.runtime import run_forever
+
+    _logging(verbose)
+    settings = _load(config)
+    try:
+        asyncio.run(run_forever(settings, RealClock(), http))
+    except KeyboardInterrupt:
+        pass
+
+
+@sim_app.command("shed")
+def sim_shed(
+    config: Annotated[Path, typer.Option(help="The same shed config the controller uses.")],
+    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 1.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = True,
+) -> None:
+    """Simulated socket boards (with e-bikes arriving) for a shed config."""
+    from simulators.demo import run_sim_shed
+
+    _logging(verbose)
+    settings = _load(config)
+    try:
+        asyncio.run(run_sim_shed(settings, speed, seed))
+    except KeyboardInterrupt:
+        pass
+
+
+def _post(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    import httpx
+
+    try:
+        resp = httpx.post(url, json=body, timeout=10)
+    except httpx.HTTPError as err:
+        _fail(f"controller not reachable at {url}: {err}", 3)
+    data = resp.json()
+    if resp.status_code >= 400:
+        detail = data.get("detail", data)
+        if isinstance(detail, dict):
+            _fail(f"{detail.get('message')} [{detail.get('code')}]", 1)
+        _fail(str(detail), 1)
+    return dict(data)
+
+
+def _check_shed(controller: str, shed: str) -> None:
+    import httpx
+
+    try:
+        status = httpx.get(f"{controller}/status", timeout=10).json()
+    except httpx.HTTPError as err:
+        _fail(f"controller not reachable at {controller}: {err}", 3)
+    if status.get("shed") != shed:
+        _fail(f"the controller at {controller} runs shed {status.get('shed')!r}, not {shed!r}")
+
+
+@port_app.command("start")
+def port_start(
+    shed: Annotated[str, typer.Argument(help="Shed id.")],
+    port: Annotated[int, typer.Argument(help="Socket number as printed on it.")],
+    amount_fen: Annotated[int | None, typer.Option(help="Prepaid fixed amount, fen.")] = None,
+    deposit_fen: Annotated[int, typer.Option(help="Deposit for 'until full', fen.")] = 500,
+    card: Annotated[str | None, typer.Option(help="Start on behalf of this IC card uid.")] = None,
+    controller: Annotated[str, typer.Option(help="Controller's local API.")] = DEFAULT_CONTROLLER,
+) -> None:
+    """Start a session on a socket (a prepaid local order, or a card)."""
+    _check_shed(controller, shed)
+    body: dict[str, Any]
+    if card:
+        body = {"kind": "card", "ref": card.upper(), "prepaid_fen": amount_fen or deposit_fen}
+    elif amount_fen is not None:
+        body = {"kind": "order", "prepaid_fen": amount_fen, "mode": "amount"}
+    else:
+        body = {"kind": "order", "prepaid_fen": deposit_fen, "mode": "until_full"}
+    typer.echo(json.dumps(_post(f"{controller}/ports/{port}/start", body), ensure_ascii=False))
+
+
+@port_app.command("stop")
+def port_stop(
+    shed: Annotated[str, typer.Argument(help="Shed id.")],
+    port: Annotated[int, typer.Argument(help="Socket number.")],
+    controller: Annotated[str, typer.Option(help="Controller's local API.")] = DEFAULT_CONTROLLER,
+) -> None:
+    """Stop the session running on a socket."""
+    _check_shed(controller, shed)
+    typer.echo(json.dumps(_post(f"{controller}/ports/{port}/stop", {"reason": "operator"})))
+
+
+@bench_app.command("telemetry")
+def bench_telemetry(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    samples: Annotated[int, typer.Option(help="Samples per run.")] = 40_000,
+    broker: Annotated[str, typer.Option(help="Mosquitto host:port.")] = "127.0.0.1:1883",
+) -> None:
+    """Samples/s through the whole controller vs a bare paho subscriber, same broker."""
+    from bench.telemetry import run
+
+    _emit(run(samples=samples, broker=broker), json_out)
+
+
+@bench_app.command("footprint")
+def bench_footprint(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    sockets: Annotated[int, typer.Option()] = 200,
+    minutes: Annotated[float, typer.Option(help="Real minutes to run.")] = 10.0,
+    broker: Annotated[str, typer.Option(help="Mosquitto host:port.")] = "127.0.0.1:1883",
+) -> None:
+    """Resident memory and CPU of a controller for a 200-socket shed at 1 sample/s/socket."""
+    from bench.footprint import run
+
+    _emit(run(sockets=sockets, minutes=minutes, broker=broker), json_out)
+
+
+def _emit(result: dict[str, Any], json_out: Path | None) -> None:
+    typer.echo(json.dumps(result, indent=2))
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2), "utf-8")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `ebshed ... | head`
+        sys.exit(0)

@@ -1,0 +1,150 @@
+"""The controller's local operator API (HTTP on the shed's own box).
+
+Used by `ebshed port start|stop` and by installers on site. It binds to
+127.0.0.1 by default. Errors are problem responses with a stable `code`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from controller.core.model import Authorization, Refusal, Session
+from controller.service import ControllerService
+
+
+class StartRequest(BaseModel):
+    kind: Literal["order", "card", "plan"] = "order"
+    ref: str | None = Field(None, max_length=64)
+    prepaid_fen: int | None = Field(None, ge=1, le=100_000)
+    mode: Literal["until_full", "amount"] = "until_full"
+
+
+class StopRequest(BaseModel):
+    reason: str = Field("operator", max_length=32)
+
+
+class DisableRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=128)
+
+
+class AckRequest(BaseModel):
+    by: str = Field(min_length=1, max_length=64)
+    note: str = Field("", max_length=512)
+
+
+def session_view(s: Session) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "port": s.port,
+        "auth": {"kind": s.auth.kind, "ref": s.auth.ref, "prepaid_fen": s.auth.prepaid_fen,
+                 "mode": s.auth.mode},
+        "started_ms": s.started_ms,
+        "stop_ms": s.stop_ms,
+        "ended_ms": s.ended_ms,
+        "end_reason": s.end_reason,
+        "energy_wh": s.energy_wh,
+        "first_wh": s.first_wh,
+        "last_wh": s.last_wh,
+        "w": s.w,
+        "billed_fen": s.charged_fen,
+        "refund_fen": s.refund_fen,
+        "flags": sorted(s.flags),
+    }
+
+
+def _refused(refusal: Refusal, status: int = 409) -> HTTPException:
+    return HTTPException(status, {"code": refusal.code, "message": refusal.message})
+
+
+def make_app(service: ControllerService) -> FastAPI:
+    app = FastAPI(title="ebshed controller (local)", version="1")
+    core = service.core
+
+    def port_or_404(port: int) -> None:
+        if port not in core.ports:
+            raise HTTPException(404, {"code": "unknown_port", "message": f"no socket {port}"})
+
+    @app.get("/status")
+    def status() -> dict[str, Any]:
+        return {
+            "shed": core.layout.shed_id,
+            "now_ms": service.clock.now_ms(),
+            "power_w": round(core.shed_power_w(), 1),
+            "free_sockets": core.free_sockets(),
+            "free_bays": core.free_bays(),
+            "ports": [
+                {"port": p.number, "board": p.board, "state": p.state.value, "w": p.w,
+                 "temp_c": p.temp_c, "session": p.session.id if p.session else None,
+                 "session_wh": p.session.energy_wh if p.session else 0}
+                for p in core.ports.values()
+            ],
+            "bays": [{"bay": b.number, "port": b.port, "occupied": b.occupied}
+                     for b in core.bays.values()],
+            "alarms": [{"id": a.id, "kind": a.kind, "detail": a.detail, "active": a.active,
+                        "raised_ms": a.raised_ms, "acked_by": a.acked_by}
+                       for a in core.alarms.values()],
+            "counters": {"samples": core.counters.samples,
+                         "discarded": core.counters.discarded,
+                         "refusals": core.counters.refusals},
+        }
+
+    @app.post("/ports/{port}/start", status_code=201)
+    def start(port: int, req: StartRequest) -> dict[str, Any]:
+        port_or_404(port)
+        if req.kind != "plan" and req.prepaid_fen is None:
+            raise HTTPException(422, {"code": "prepaid_required",
+                                      "message": "orders and cards need prepaid_fen"})
+        ref = req.ref or f"local-{uuid.uuid4().hex[:12]}"
+        result = service.start_session(port, Authorization(req.kind, ref, req.prepaid_fen,
+                                                           req.mode))
+        if isinstance(result, Refusal):
+            raise _refused(result)
+        return session_view(result)
+
+    @app.post("/ports/{port}/stop")
+    def stop(port: int, req: StopRequest | None = None) -> dict[str, Any]:
+        port_or_404(port)
+        refusal = service.stop_session(port, (req or StopRequest()).reason)
+        if refusal is not None:
+            raise _refused(refusal)
+        return {"port": port, "stopping": True}
+
+    @app.post("/ports/{port}/disable")
+    def disable(port: int, req: DisableRequest) -> dict[str, Any]:
+        port_or_404(port)
+        if (refusal := service.disable(port, req.reason)) is not None:
+            raise _refused(refusal)
+        return {"port": port, "state": core.ports[port].state.value}
+
+    @app.post("/ports/{port}/enable")
+    def enable(port: int) -> dict[str, Any]:
+        port_or_404(port)
+        if (refusal := service.enable(port)) is not None:
+            raise _refused(refusal)
+        return {"port": port, "state": core.ports[port].state.value}
+
+    @app.post("/ports/{port}/clear-fault")
+    def clear_fault(port: int) -> dict[str, Any]:
+        port_or_404(port)
+        if (refusal := service.clear_fault(port)) is not None:
+            raise _refused(refusal)
+        return {"port": port, "state": core.ports[port].state.value}
+
+    @app.post("/alarms/{alarm_id}/ack")
+    def ack(alarm_id: str, req: AckRequest) -> dict[str, Any]:
+        if (refusal := service.acknowledge(alarm_id, req.by, req.note)) is not None:
+            raise _refused(refusal, 404 if refusal.code == "unknown_alarm" else 409)
+        return {"alarm": alarm_id, "acked_by": req.by}
+
+    @app.get("/sessions")
+    def sessions(open_only: bool = False) -> list[dict[str, Any]]:
+        live = [session_view(s) for s in core.open_sessions()]
+        if open_only:
+            return live
+        return [session_view(s) for s in service.closed] + live
+
+    return app

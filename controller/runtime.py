@@ -1,0 +1,86 @@
+"""Runs one shed's controller: the MQTT bridge, the service tick and the local API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from controller import __version__
+from controller.clock import Clock
+from controller.service import ControllerService
+from controller.settings import Settings
+from firmware_bridge.mqtt_adapter import MqttBridge, MqttSettings
+from firmware_bridge.mqtt_codec import MqttCodec
+
+log = logging.getLogger("ebshed.controller")
+
+
+def make_bridge(settings: Settings, service: ControllerService, clock: Clock) -> MqttBridge:
+    layout = settings.layout()
+    codec = MqttCodec(layout.shed_id, set(layout.ports), set(layout.bays) or None)
+    m = settings.mqtt
+    bridge = MqttBridge(
+        MqttSettings(
+            host=m.host,
+            port=m.port,
+            client_id=m.client_id or f"ebshed-controller-{layout.shed_id}",
+            keepalive_s=m.keepalive,
+            username=m.username,
+            password=m.password,
+            version=__version__,
+        ),
+        codec,
+        clock,
+        service.on_message,
+    )
+    service.bridge = bridge
+    return bridge
+
+
+@contextlib.asynccontextmanager
+async def running_controller(
+    settings: Settings, clock: Clock, service: ControllerService | None = None
+) -> AsyncIterator[ControllerService]:
+    """A connected controller whose timers run until the context exits."""
+    service = service or ControllerService(settings, clock)
+    bridge = make_bridge(settings, service, clock)
+    stop = asyncio.Event()
+    async with bridge:
+        await asyncio.wait_for(bridge.wait_connected(), 30)
+        ticker = asyncio.create_task(service.run(stop), name="controller-tick")
+        try:
+            yield service
+        finally:
+            stop.set()
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            service.shutdown()
+
+
+async def serve_http(service: ControllerService, listen: str, stop: asyncio.Event) -> None:
+    import uvicorn
+
+    from controller.local_api import make_app
+
+    host, _, port = listen.rpartition(":")
+    config = uvicorn.Config(make_app(service), host=host or "127.0.0.1", port=int(port),
+                            log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await task
+
+
+async def run_forever(settings: Settings, clock: Clock, listen: str | None) -> None:
+    stop = asyncio.Event()
+    async with running_controller(settings, clock) as service:
+        log.info("controller for shed %s running; MQTT %s:%d", settings.shed.id,
+                 settings.mqtt.host, settings.mqtt.port)
+        if listen:
+            await serve_http(service, listen, stop)
+        else:
+            await stop.wait()

@@ -1,0 +1,265 @@
+"""Edge persistence: SQLite (WAL) through SQLAlchemy 2.
+
+Sessions are written when they start, checkpointed while they run and closed
+when they end; alarms, IC cards and the card ledger live here too. On restart
+the controller loads every open session and alarm back into the core, which
+then reconciles them with what the boards report.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Integer,
+    String,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from controller.core.chargeend import ChargeEndDetector
+from controller.core.config import RuleConfig
+from controller.core.model import Alarm, Authorization, Card
+from controller.core.model import Session as ChargeSession
+from controller.core.tariffs import Usage, bill_to_dict, tariff_from_dict, tariff_to_dict
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SessionRow(Base):
+    __tablename__ = "sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, index=True)
+    auth_kind: Mapped[str] = mapped_column(String(16))
+    auth_ref: Mapped[str] = mapped_column(String(64))
+    auth_mode: Mapped[str] = mapped_column(String(16))
+    prepaid_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tariff: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    stop_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    ended_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    first_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_wh: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    energy_wh: Mapped[int] = mapped_column(BigInteger, default=0)
+    peak_w: Mapped[float] = mapped_column(default=0.0)
+    lease_until_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    usage: Mapped[dict[str, Any]] = mapped_column(JSON)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reasons: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    bill: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    billed_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    refund_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AlarmRow(Base):
+    __tablename__ = "alarms"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    raised_ms: Mapped[int] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(String(256))
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    bay: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    board: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sensor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean)
+    acked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    acked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    note: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    cleared_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class CardRow(Base):
+    __tablename__ = "cards"
+    uid: Mapped[str] = mapped_column(String(20), primary_key=True)
+    balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    plan_until_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CardLedgerRow(Base):
+    __tablename__ = "card_ledger"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(String(20), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    delta_fen: Mapped[int] = mapped_column(BigInteger)
+    balance_after_fen: Mapped[int] = mapped_column(BigInteger)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(String(128), default="")
+
+
+class MetaRow(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def open_engine(path: Path | str) -> Engine:
+    url = path if isinstance(path, str) and "://" in path else f"sqlite:///{path}"
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    Base.metadata.create_all(engine)
+    with Session(engine) as db, db.begin():
+        if db.get(MetaRow, "schema_version") is None:
+            db.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+    return engine
+
+
+def session_to_row(s: ChargeSession, now_ms: int) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "port": s.port,
+        "auth_kind": s.auth.kind,
+        "auth_ref": s.auth.ref,
+        "auth_mode": s.auth.mode,
+        "prepaid_fen": s.auth.prepaid_fen,
+        "tariff": tariff_to_dict(s.tariff),
+        "started_ms": s.started_ms,
+        "stop_ms": s.stop_ms,
+        "ended_ms": s.ended_ms,
+        "end_reason": s.end_reason,
+        "first_wh": s.first_wh,
+        "last_wh": s.last_wh,
+        "energy_wh": s.energy_wh,
+        "peak_w": s.peak_w,
+        "lease_until_ms": s.lease_until_ms,
+        "usage": s.usage.to_dict(),
+        "flags": sorted(s.flags),
+        "reasons": [list(r) for r in s.reasons],
+        "bill": bill_to_dict(s.bill) if s.bill is not None else None,
+        "billed_fen": s.charged_fen,
+        "refund_fen": s.refund_fen,
+        "updated_ms": now_ms,
+    }
+
+
+def row_to_session(row: SessionRow, rules: RuleConfig) -> ChargeSession:
+    auth = Authorization(row.auth_kind, row.auth_ref, row.prepaid_fen, row.auth_mode)  # type: ignore[arg-type]
+    float_s = rules.plan_float_s if auth.kind == "plan" else rules.float_s
+    s = ChargeSession(
+        id=row.id,
+        port=row.port,
+        auth=auth,
+        tariff=tariff_from_dict(row.tariff),
+        started_ms=row.started_ms,
+        usage=Usage.from_dict(row.usage),
+        detector=ChargeEndDetector(rules, float_s),
+        first_wh=row.first_wh,
+        last_wh=row.last_wh,
+        energy_wh=row.energy_wh,
+        peak_w=row.peak_w,
+        stop_ms=row.stop_ms,
+        end_reason=row.end_reason,
+        lease_until_ms=row.lease_until_ms,
+        last_checkpoint_ms=row.updated_ms,
+        flags=set(row.flags),
+        reasons=[(int(r[0]), str(r[1]), str(r[2])) for r in row.reasons],
+    )
+    s.detector.load_seen = any(r[1] in ("charging", "floating") for r in s.reasons)
+    return s
+
+
+class EdgeStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def save_sessions(self, sessions: Iterable[ChargeSession], now_ms: int) -> None:
+        rows = [session_to_row(s, now_ms) for s in sessions]
+        if not rows:
+            return
+        with self._sessions.begin() as db:
+            for row in rows:
+                db.merge(SessionRow(**row))
+
+    def save_alarms(self, alarms: Iterable[Alarm]) -> None:
+        with self._sessions.begin() as db:
+            for a in alarms:
+                db.merge(AlarmRow(**{k: getattr(a, k) for k in _ALARM_FIELDS}))
+
+    def debit_card(self, uid: str, fen: int, balance_fen: int, session_id: str, ts_ms: int) -> None:
+        """Record a card debit once per session (a replay after restart is a no-op)."""
+        with self._sessions.begin() as db:
+            seen = db.scalar(select(CardLedgerRow).where(CardLedgerRow.session_id == session_id))
+            if seen is not None:
+                return
+            card = db.get(CardRow, uid)
+            if card is None:
+                return
+            card.balance_fen = balance_fen
+            db.add(CardLedgerRow(uid=uid, session_id=session_id, delta_fen=-fen,
+                                 balance_after_fen=balance_fen, ts_ms=ts_ms, note="session"))
+
+    def upsert_card(self, card: Card, ts_ms: int, note: str = "top-up") -> None:
+        with self._sessions.begin() as db:
+            row = db.get(CardRow, card.uid)
+            before = row.balance_fen if row is not None else 0
+            db.merge(CardRow(uid=card.uid, balance_fen=card.balance_fen,
+                             plan_until_ms=card.plan_until_ms, blocked=card.blocked))
+            if card.balance_fen != before:
+                db.add(CardLedgerRow(uid=card.uid, session_id=None,
+                                     delta_fen=card.balance_fen - before,
+                                     balance_after_fen=card.balance_fen, ts_ms=ts_ms, note=note))
+
+    def cards(self) -> list[Card]:
+        with self._sessions() as db:
+            return [Card(r.uid, r.balance_fen, r.plan_until_ms, r.blocked)
+                    for r in db.scalars(select(CardRow))]
+
+    def open_sessions(self, rules: RuleConfig) -> list[ChargeSession]:
+        with self._sessions() as db:
+            rows = db.scalars(select(SessionRow).where(SessionRow.ended_ms.is_(None))).all()
+            return [row_to_session(r, rules) for r in rows]
+
+    def open_alarms(self) -> list[Alarm]:
+        with self._sessions() as db:
+            rows = db.scalars(
+                select(AlarmRow).where((AlarmRow.active) | (AlarmRow.acked_ms.is_(None)))
+            ).all()
+            return [Alarm(**{k: getattr(r, k) for k in _ALARM_FIELDS}) for r in rows]
+
+    def closed_sessions(self) -> list[SessionRow]:
+        with self._sessions() as db:
+            return list(db.scalars(
+                select(SessionRow).where(SessionRow.ended_ms.is_not(None))
+                .order_by(SessionRow.started_ms)
+            ))
+
+    def all_sessions(self) -> list[SessionRow]:
+        with self._sessions() as db:
+            return list(db.scalars(select(SessionRow).order_by(SessionRow.started_ms)))
+
+    def alarm_rows(self) -> list[AlarmRow]:
+        with self._sessions() as db:
+            return list(db.scalars(select(AlarmRow).order_by(AlarmRow.raised_ms)))
+
+
+_ALARM_FIELDS = ("id", "kind", "raised_ms", "detail", "port", "bay", "board", "sensor", "active",
+                 "acked_ms", "acked_by", "note", "cleared_ms")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True)

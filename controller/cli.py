@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
@@ -11,13 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="Open e-bike charging shed controller.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Open e-bike charging shed controller.", no_args_is_help=True, add_completion=False
+)
 controller_app = typer.Typer(help="The edge controller of one shed.", no_args_is_help=True)
 sim_app = typer.Typer(help="Simulated devices.", no_args_is_help=True)
 port_app = typer.Typer(help="Local operator commands for one socket.", no_args_is_help=True)
-bench_app = typer.Typer(help="Benchmarks (figures go to docs/benchmarks.md).",
-                        no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks (figures go to docs/benchmarks.md).", no_args_is_help=True)
 app.add_typer(controller_app, name="controller")
 app.add_typer(sim_app, name="sim")
 app.add_typer(port_app, name="port")
@@ -27,8 +28,10 @@ DEFAULT_CONTROLLER = "http://127.0.0.1:8181"
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -48,13 +51,26 @@ def _load(config: Path) -> Any:
 
 @app.command()
 def demo(
-    hours: Annotated[float | None, typer.Option(help="Simulated hours to run; default: until Ctrl-C.")] = None,
+    hours: Annotated[
+        float | None, typer.Option(help="Simulated hours to run; default: until Ctrl-C.")
+    ] = None,
     speed: Annotated[str, typer.Option(help="Simulated seconds per real second, or 'max'.")] = "60",
-    summary_json: Annotated[Path | None, typer.Option("--summary-json", help="Write a JSON summary here at the end.")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Keep the shed's database here (default: a temporary folder).")] = None,
-    sockets: Annotated[int, typer.Option(help="Sockets in the simulated shed (12 per board).")] = 24,
+    summary_json: Annotated[
+        Path | None, typer.Option("--summary-json", help="Write a JSON summary here at the end.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Keep the shed's database here (default: a temporary folder)."
+        ),
+    ] = None,
+    sockets: Annotated[
+        int, typer.Option(help="Sockets in the simulated shed (12 per board).")
+    ] = 24,
     seed: Annotated[int, typer.Option(help="Random seed of the simulated day.")] = 7,
-    start_hour: Annotated[float, typer.Option(help="Local hour of day the simulation starts at.")] = 6.0,
+    start_hour: Annotated[
+        float, typer.Option(help="Local hour of day the simulation starts at.")
+    ] = 6.0,
     headless: Annotated[bool, typer.Option(help="No live view (implied by --speed max).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -70,20 +86,39 @@ def demo(
             _fail("--speed must be a positive number or 'max'")
     if speed == "max" and hours is None:
         _fail("--speed max needs --hours")
-    opts = DemoOptions(hours=hours, speed=speed, data_dir=data_dir, sockets=sockets, seed=seed,
-                       start_hour=start_hour, live=not headless and speed != "max")
+    opts = DemoOptions(
+        hours=hours,
+        speed=speed,
+        data_dir=data_dir,
+        sockets=sockets,
+        seed=seed,
+        start_hour=start_hour,
+        live=not headless and speed != "max",
+    )
     summary = asyncio.run(run_demo(opts))
     if summary_json is not None:
         summary_json.write_text(json.dumps(summary, indent=2, ensure_ascii=False), "utf-8")
-    brief = {k: summary[k] for k in ("sessions_started", "sessions_closed", "billed_wh",
-                                     "ground_truth_wh", "billed_fen", "end_reasons", "alarms")}
+    brief = {
+        k: summary[k]
+        for k in (
+            "sessions_started",
+            "sessions_closed",
+            "billed_wh",
+            "ground_truth_wh",
+            "billed_fen",
+            "end_reasons",
+            "alarms",
+        )
+    }
     typer.echo(json.dumps(brief, ensure_ascii=False))
 
 
 @controller_app.command("run")
 def controller_run(
     config: Annotated[Path, typer.Option(help="Shed config (TOML), see deploy/shed.example.toml.")],
-    http: Annotated[str | None, typer.Option(help="Local operator API address, host:port.")] = "127.0.0.1:8181",
+    http: Annotated[
+        str | None, typer.Option(help="Local operator API address, host:port.")
+    ] = "127.0.0.1:8181",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = True,
 ) -> None:
     """Run the edge controller of one shed against a real MQTT broker."""
@@ -92,10 +127,8 @@ def controller_run(
 
     _logging(verbose)
     settings = _load(config)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_forever(settings, RealClock(), http))
-    except KeyboardInterrupt:
-        pass
 
 
 @sim_app.command("shed")
@@ -110,10 +143,8 @@ def sim_shed(
 
     _logging(verbose)
     settings = _load(config)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_sim_shed(settings, speed, seed))
-    except KeyboardInterrupt:
-        pass
 
 
 def _post(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

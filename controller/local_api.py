@@ -40,8 +40,12 @@ def session_view(s: Session) -> dict[str, Any]:
     return {
         "id": s.id,
         "port": s.port,
-        "auth": {"kind": s.auth.kind, "ref": s.auth.ref, "prepaid_fen": s.auth.prepaid_fen,
-                 "mode": s.auth.mode},
+        "auth": {
+            "kind": s.auth.kind,
+            "ref": s.auth.ref,
+            "prepaid_fen": s.auth.prepaid_fen,
+            "mode": s.auth.mode,
+        },
         "started_ms": s.started_ms,
         "stop_ms": s.stop_ms,
         "ended_ms": s.ended_ms,
@@ -77,30 +81,50 @@ def make_app(service: ControllerService) -> FastAPI:
             "free_sockets": core.free_sockets(),
             "free_bays": core.free_bays(),
             "ports": [
-                {"port": p.number, "board": p.board, "state": p.state.value, "w": p.w,
-                 "temp_c": p.temp_c, "session": p.session.id if p.session else None,
-                 "session_wh": p.session.energy_wh if p.session else 0}
+                {
+                    "port": p.number,
+                    "board": p.board,
+                    "state": p.state.value,
+                    "w": p.w,
+                    "temp_c": p.temp_c,
+                    "session": p.session.id if p.session else None,
+                    "session_wh": p.session.energy_wh if p.session else 0,
+                }
                 for p in core.ports.values()
             ],
-            "bays": [{"bay": b.number, "port": b.port, "occupied": b.occupied}
-                     for b in core.bays.values()],
-            "alarms": [{"id": a.id, "kind": a.kind, "detail": a.detail, "active": a.active,
-                        "raised_ms": a.raised_ms, "acked_by": a.acked_by}
-                       for a in core.alarms.values()],
-            "counters": {"samples": core.counters.samples,
-                         "discarded": core.counters.discarded,
-                         "refusals": core.counters.refusals},
+            "bays": [
+                {"bay": b.number, "port": b.port, "occupied": b.occupied}
+                for b in core.bays.values()
+            ],
+            "alarms": [
+                {
+                    "id": a.id,
+                    "kind": a.kind,
+                    "detail": a.detail,
+                    "active": a.active,
+                    "raised_ms": a.raised_ms,
+                    "acked_by": a.acked_by,
+                }
+                for a in core.alarms.values()
+            ],
+            "counters": {
+                "samples": core.counters.samples,
+                "discarded": core.counters.discarded,
+                "refusals": core.counters.refusals,
+            },
         }
 
     @app.post("/ports/{port}/start", status_code=201)
     def start(port: int, req: StartRequest) -> dict[str, Any]:
         port_or_404(port)
         if req.kind != "plan" and req.prepaid_fen is None:
-            raise HTTPException(422, {"code": "prepaid_required",
-                                      "message": "orders and cards need prepaid_fen"})
+            raise HTTPException(
+                422, {"code": "prepaid_required", "message": "orders and cards need prepaid_fen"}
+            )
         ref = req.ref or f"local-{uuid.uuid4().hex[:12]}"
-        result = service.start_session(port, Authorization(req.kind, ref, req.prepaid_fen,
-                                                           req.mode))
+        result = service.start_session(
+            port, Authorization(req.kind, ref, req.prepaid_fen, req.mode)
+        )
         if isinstance(result, Refusal):
             raise _refused(result)
         return session_view(result)
@@ -108,7 +132,7 @@ def make_app(service: ControllerService) -> FastAPI:
     @app.post("/ports/{port}/stop")
     def stop(port: int, req: StopRequest | None = None) -> dict[str, Any]:
         port_or_404(port)
-        refusal = service.stop_session(port, (req or StopRequest()).reason)
+        refusal = service.stop_session(port, req.reason if req else "operator")
         if refusal is not None:
             raise _refused(refusal)
         return {"port": port, "stopping": True}

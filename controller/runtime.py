@@ -66,8 +66,13 @@ async def serve_http(service: ControllerService, listen: str, stop: asyncio.Even
     from controller.local_api import make_app
 
     host, _, port = listen.rpartition(":")
-    config = uvicorn.Config(make_app(service), host=host or "127.0.0.1", port=int(port),
-                            log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        make_app(service),
+        host=host or "127.0.0.1",
+        port=int(port),
+        log_level="warning",
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     await stop.wait()
@@ -78,8 +83,12 @@ async def serve_http(service: ControllerService, listen: str, stop: asyncio.Even
 async def run_forever(settings: Settings, clock: Clock, listen: str | None) -> None:
     stop = asyncio.Event()
     async with running_controller(settings, clock) as service:
-        log.info("controller for shed %s running; MQTT %s:%d", settings.shed.id,
-                 settings.mqtt.host, settings.mqtt.port)
+        log.info(
+            "controller for shed %s running; MQTT %s:%d",
+            settings.shed.id,
+            settings.mqtt.host,
+            settings.mqtt.port,
+        )
         if listen:
             await serve_http(service, listen, stop)
         else:

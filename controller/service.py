@@ -90,8 +90,12 @@ class ControllerService:
 
     def _restore(self) -> None:
         for raw in self.settings.cards:
-            card = Card(str(raw["uid"]).upper(), int(raw.get("balance_fen", 0)),
-                        raw.get("plan_until_ms"), bool(raw.get("blocked", False)))
+            card = Card(
+                str(raw["uid"]).upper(),
+                int(raw.get("balance_fen", 0)),
+                raw.get("plan_until_ms"),
+                bool(raw.get("blocked", False)),
+            )
             if card.uid not in {c.uid for c in self.store.cards()}:
                 self.store.upsert_card(card, self.clock.now_ms(), note="config")
         self.core.set_cards(self.store.cards())
@@ -170,8 +174,14 @@ class ControllerService:
                     self.bridge.send_command(action.cmd)
             elif isinstance(action, PublishState):
                 if self.bridge is not None:
-                    self.bridge.publish_port_state(action.port, action.state, action.session,
-                                                   action.w, action.session_wh, action.since)
+                    self.bridge.publish_port_state(
+                        action.port,
+                        action.state,
+                        action.session,
+                        action.w,
+                        action.session_wh,
+                        action.since,
+                    )
             elif isinstance(action, SessionCheckpoint):
                 self._checkpoints[action.session.id] = action.session
             elif isinstance(action, SessionOpened):
@@ -184,11 +194,16 @@ class ControllerService:
                 self.closed.append(action.session)
             elif isinstance(action, AlarmChanged):
                 self.store.save_alarms([action.alarm])
-                log.warning("alarm %s %s: %s", action.alarm.kind,
-                            "active" if action.alarm.active else "cleared", action.alarm.detail)
+                log.warning(
+                    "alarm %s %s: %s",
+                    action.alarm.kind,
+                    "active" if action.alarm.active else "cleared",
+                    action.alarm.detail,
+                )
             elif isinstance(action, CardDebited):
-                self.store.debit_card(action.uid, action.fen, action.balance_fen,
-                                      action.session_id, now)
+                self.store.debit_card(
+                    action.uid, action.fen, action.balance_fen, action.session_id, now
+                )
             elif isinstance(action, CardRefused):
                 refusals = self.stats.card_refusals
                 refusals[action.reason] = refusals.get(action.reason, 0) + 1

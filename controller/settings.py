@@ -22,10 +22,10 @@ SHED_ID_PATTERN = r"^[a-z0-9-]{1,32}$"
 class MqttSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: str | None = None
-    keepalive: int = Field(30, ge=5, le=600)
+    keepalive: int = Field(default=30, ge=5, le=600)
     client_id: str | None = None
 
 
@@ -46,7 +46,7 @@ class ShedSettings(BaseModel):
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shed: ShedSettings
-    mqtt: MqttSettings = MqttSettings()
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
     boards: list[BoardSettings] = Field(min_length=1)
     bays: dict[str, int | None] = {}
     rules: dict[str, Any] = {}

@@ -210,24 +210,47 @@ class EdgeStore:
             if card is None:
                 return
             card.balance_fen = balance_fen
-            db.add(CardLedgerRow(uid=uid, session_id=session_id, delta_fen=-fen,
-                                 balance_after_fen=balance_fen, ts_ms=ts_ms, note="session"))
+            db.add(
+                CardLedgerRow(
+                    uid=uid,
+                    session_id=session_id,
+                    delta_fen=-fen,
+                    balance_after_fen=balance_fen,
+                    ts_ms=ts_ms,
+                    note="session",
+                )
+            )
 
     def upsert_card(self, card: Card, ts_ms: int, note: str = "top-up") -> None:
         with self._sessions.begin() as db:
             row = db.get(CardRow, card.uid)
             before = row.balance_fen if row is not None else 0
-            db.merge(CardRow(uid=card.uid, balance_fen=card.balance_fen,
-                             plan_until_ms=card.plan_until_ms, blocked=card.blocked))
+            db.merge(
+                CardRow(
+                    uid=card.uid,
+                    balance_fen=card.balance_fen,
+                    plan_until_ms=card.plan_until_ms,
+                    blocked=card.blocked,
+                )
+            )
             if card.balance_fen != before:
-                db.add(CardLedgerRow(uid=card.uid, session_id=None,
-                                     delta_fen=card.balance_fen - before,
-                                     balance_after_fen=card.balance_fen, ts_ms=ts_ms, note=note))
+                db.add(
+                    CardLedgerRow(
+                        uid=card.uid,
+                        session_id=None,
+                        delta_fen=card.balance_fen - before,
+                        balance_after_fen=card.balance_fen,
+                        ts_ms=ts_ms,
+                        note=note,
+                    )
+                )
 
     def cards(self) -> list[Card]:
         with self._sessions() as db:
-            return [Card(r.uid, r.balance_fen, r.plan_until_ms, r.blocked)
-                    for r in db.scalars(select(CardRow))]
+            return [
+                Card(r.uid, r.balance_fen, r.plan_until_ms, r.blocked)
+                for r in db.scalars(select(CardRow))
+            ]
 
     def open_sessions(self, rules: RuleConfig) -> list[ChargeSession]:
         with self._sessions() as db:
@@ -243,10 +266,13 @@ class EdgeStore:
 
     def closed_sessions(self) -> list[SessionRow]:
         with self._sessions() as db:
-            return list(db.scalars(
-                select(SessionRow).where(SessionRow.ended_ms.is_not(None))
-                .order_by(SessionRow.started_ms)
-            ))
+            return list(
+                db.scalars(
+                    select(SessionRow)
+                    .where(SessionRow.ended_ms.is_not(None))
+                    .order_by(SessionRow.started_ms)
+                )
+            )
 
     def all_sessions(self) -> list[SessionRow]:
         with self._sessions() as db:
@@ -257,8 +283,21 @@ class EdgeStore:
             return list(db.scalars(select(AlarmRow).order_by(AlarmRow.raised_ms)))
 
 
-_ALARM_FIELDS = ("id", "kind", "raised_ms", "detail", "port", "bay", "board", "sensor", "active",
-                 "acked_ms", "acked_by", "note", "cleared_ms")
+_ALARM_FIELDS = (
+    "id",
+    "kind",
+    "raised_ms",
+    "detail",
+    "port",
+    "bay",
+    "board",
+    "sensor",
+    "active",
+    "acked_ms",
+    "acked_by",
+    "note",
+    "cleared_ms",
+)
 
 
 def dumps(obj: Any) -> str:

@@ -51,20 +51,41 @@ class Rig:
                 self.relay[cmd.port] = on
                 self._record(self.core.handle(CmdAck(cmd.port, cmd.id, True, on), self.now))
 
-    def tel(self, port: int, w: float, temp_c: float | None = 30.0,
-            relay: bool | None = None, ts: int | None = None) -> list[Action]:
+    def tel(
+        self,
+        port: int,
+        w: float,
+        temp_c: float | None = 30.0,
+        relay: bool | None = None,
+        ts: int | None = None,
+    ) -> list[Action]:
         """One sample; energy since the last sample follows from `w` when the relay is on."""
         on = self.relay.get(port, False) if relay is None else relay
         seq = self.seq.get(port, -1) + 1
         self.seq[port] = seq
         wh = self.wh.get(port, 1000.0)
         self.wh[port] = wh
-        return self.feed(Telemetry(port, self.now if ts is None else ts, seq, 230.0, w / 230,
-                                   w if on or relay is not None else w, int(wh) % (1 << 32), on,
-                                   temp_c))
+        return self.feed(
+            Telemetry(
+                port,
+                self.now if ts is None else ts,
+                seq,
+                230.0,
+                w / 230,
+                w,
+                int(wh) % (1 << 32),
+                on,
+                temp_c,
+            )
+        )
 
-    def run(self, seconds: int, w: float | dict[int, float], step: int = 10,
-            ports: Iterable[int] | None = None) -> None:
+    def run(
+        self,
+        seconds: int,
+        w: float | dict[int, float],
+        step: int = 10,
+        ports: Iterable[int] | None = None,
+    ) -> None:
         """Advance time; every `step` s each port reports, then the core ticks."""
         ports = list(ports) if ports is not None else list(self.core.ports)
         for _ in range(seconds // step):
@@ -92,18 +113,24 @@ class Rig:
         return [a.session for a in self.actions if isinstance(a, SessionClosed)]
 
     def alarms(self) -> list[str]:
-        return [a.alarm.kind for a in self.actions if isinstance(a, AlarmChanged) and a.alarm.active]
+        return [
+            a.alarm.kind for a in self.actions if isinstance(a, AlarmChanged) and a.alarm.active
+        ]
 
     def commands(self, port: int | None = None) -> list[str]:
-        return [a.cmd.op for a in self.actions
-                if isinstance(a, SendCommand) and (port is None or a.cmd.port == port)]
+        return [
+            a.cmd.op
+            for a in self.actions
+            if isinstance(a, SendCommand) and (port is None or a.cmd.port == port)
+        ]
 
     def states(self, port: int) -> list[str]:
         return [a.state for a in self.actions if isinstance(a, PublishState) and a.port == port]
 
 
-def make_rig(ports: int = 4, rules: RuleConfig | None = None,
-             bays: dict[int, int | None] | None = None) -> Rig:
+def make_rig(
+    ports: int = 4, rules: RuleConfig | None = None, bays: dict[int, int | None] | None = None
+) -> Rig:
     ids = itertools.count(1)
     layout = ShedLayout("demo-1", {"b1": tuple(range(1, ports + 1))}, bays or {})
     core = ShedCore(layout, rules or RuleConfig(), default_tariff(), lambda: f"id{next(ids)}", T0)

@@ -25,14 +25,28 @@ def test_example_config_loads() -> None:
     [
         ({"shed": {"id": "Bad Id"}}, "invalid_config", "shed.id"),
         ({"boards": [{"id": "b1", "ports": [1, 1000]}]}, "bad_port", "1000"),
-        ({"boards": [{"id": "b1", "ports": [1]}, {"id": "b2", "ports": [1]}]},
-         "duplicate_port", "port 1"),
+        (
+            {"boards": [{"id": "b1", "ports": [1]}, {"id": "b2", "ports": [1]}]},
+            "duplicate_port",
+            "port 1",
+        ),
         ({"rules": {"full_threshold_w": 60}}, "bad_rule", "full_threshold_w"),
         ({"rules": {"no_such_rule": 1}}, "invalid_config", "no_such_rule"),
         ({"rules": {"lease_s": 60, "renew_every_s": 60}}, "bad_rule", "renew_every_s"),
         ({"bays": {"1": 9}}, "bad_bay", "unknown port 9"),
-        ({"tariff": {"id": "t", "version": 1, "name": "x", "kind": "power_tier",
-                     "tiers": [{"max_w": 200, "fen_per_hour": 0.25}]}}, "invalid_tariff", ""),
+        (
+            {
+                "tariff": {
+                    "id": "t",
+                    "version": 1,
+                    "name": "x",
+                    "kind": "power_tier",
+                    "tiers": [{"max_w": 200, "fen_per_hour": 0.25}],
+                }
+            },
+            "invalid_tariff",
+            "",
+        ),
     ],
 )
 def test_bad_config_is_refused_with_its_key(patch: dict, code: str, where: str) -> None:

@@ -34,11 +34,13 @@ class RecordingBridge:
 
 
 def settings(tmp_path: Path) -> Settings:
-    return settings_from_dict({
-        "shed": {"id": "demo-1", "data_dir": str(tmp_path)},
-        "boards": [{"id": "b1", "ports": [1, 2, 3, 4]}],
-        "cards": [{"uid": "04a1b2c3", "balance_fen": 300}],
-    })
+    return settings_from_dict(
+        {
+            "shed": {"id": "demo-1", "data_dir": str(tmp_path)},
+            "boards": [{"id": "b1", "ports": [1, 2, 3, 4]}],
+            "cards": [{"uid": "04a1b2c3", "balance_fen": 300}],
+        }
+    )
 
 
 class Shed:
@@ -46,8 +48,7 @@ class Shed:
 
     def __init__(self, tmp_path: Path, clock: SimClock, ids: itertools.count[int]) -> None:
         self.clock = clock
-        self.service = ControllerService(settings(tmp_path), clock,
-                                         new_id=lambda: f"id{next(ids)}")
+        self.service = ControllerService(settings(tmp_path), clock, new_id=lambda: f"id{next(ids)}")
         self.bridge = RecordingBridge()
         self.bridge.service = self.service
         self.service.bridge = self.bridge
@@ -56,8 +57,9 @@ class Shed:
     def sample(self, port: int, w: float, wh: int, relay: bool | None = None) -> None:
         self.seq += 1
         on = self.bridge.relay.get(port, False) if relay is None else relay
-        self.service.on_message(Telemetry(port, self.clock.now_ms(), self.seq, 230.0, w / 230,
-                                          w, wh, on, 30.0))
+        self.service.on_message(
+            Telemetry(port, self.clock.now_ms(), self.seq, 230.0, w / 230, w, wh, on, 30.0)
+        )
 
     def online(self) -> None:
         self.service.on_message(BoardStatus("b1", True))

@@ -96,9 +96,9 @@ class ChargeEndDetector:
 
     def due(self, now_ms: int) -> Detection | None:
         """Timer-driven outcomes: float time over, unplug grace over."""
-        if self.unplug_suspect_since is not None:
-            if now_ms - self.unplug_suspect_since >= self.rules.unplug_grace_s * 1000:
-                return Detection.UNPLUGGED
+        since = self.unplug_suspect_since
+        if since is not None and now_ms - since >= self.rules.unplug_grace_s * 1000:
+            return Detection.UNPLUGGED
         if self.full_at is not None and now_ms - self.full_at >= self.float_s * 1000:
             return Detection.FLOAT_DONE
         return None

@@ -60,7 +60,11 @@ class RuleConfig:
             (self.socket_max_w > 0, "socket_max_w", "must be positive"),
             (self.budget_w > 0, "budget_w", "must be positive"),
             (0 < self.budget_start_fraction <= 1, "budget_start_fraction", "must be in (0, 1]"),
-            (self.renew_every_s * 2 <= self.lease_s, "renew_every_s", "renew at least twice per lease"),
+            (
+                self.renew_every_s * 2 <= self.lease_s,
+                "renew_every_s",
+                "renew at least twice per lease",
+            ),
             (self.session_cap_s <= self.hard_cap_s, "session_cap_s", "cannot exceed hard_cap_s"),
             (self.hard_cap_s <= 24 * 3600, "hard_cap_s", "24 h at most, whatever was paid"),
             (self.heartbeat_s > 0, "heartbeat_s", "must be positive"),

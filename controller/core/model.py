@@ -68,7 +68,9 @@ class Session:
 @dataclass(slots=True)
 class Alarm:
     id: str
-    kind: str  # smoke, env_overtemp, water, overpower, overtemp, relay_fault, board_offline, bay_idle
+    kind: (
+        str  # smoke, env_overtemp, water, overpower, overtemp, relay_fault, board_offline, bay_idle
+    )
     raised_ms: int
     detail: str
     port: int | None = None

@@ -121,7 +121,7 @@ class ShedCore:
         }
         self.bays: dict[int, Bay] = {b: Bay(b, p) for b, p in layout.bays.items()}
         self.board_seen: dict[str, int] = {}
-        self.board_online: dict[str, bool] = {b: False for b in layout.boards}
+        self.board_online: dict[str, bool] = dict.fromkeys(layout.boards, False)
         self.cards: dict[str, Card] = {}
         self.alarms: dict[str, Alarm] = {}
         self.pending: dict[str, PendingCommand] = {}
@@ -231,7 +231,10 @@ class ShedCore:
     def clear_fault(self, port: int, now_ms: int) -> tuple[Refusal | None, list[Action]]:
         p = self.ports.get(port)
         actions: list[Action] = []
-        if p is None or self._move(p, Trigger.CLEAR_FAULT, "fault cleared", now_ms, actions) is None:
+        if (
+            p is None
+            or self._move(p, Trigger.CLEAR_FAULT, "fault cleared", now_ms, actions) is None
+        ):
             return Refusal("bad_state", f"socket {port} is not in fault"), []
         return None, actions
 
@@ -397,7 +400,9 @@ class ShedCore:
             return
         card = self.cards.get(uid)
         if card is None or card.blocked:
-            actions.append(CardRefused(uid, p.number, "unknown_card" if card is None else "blocked"))
+            actions.append(
+                CardRefused(uid, p.number, "unknown_card" if card is None else "blocked")
+            )
             return
         if card.plan_valid(now_ms):
             auth = Authorization("plan", uid, None)
@@ -453,8 +458,9 @@ class ShedCore:
         if m.occupied != bay.occupied:
             bay.occupied, bay.since_ms, bay.alerted = m.occupied, now_ms, False
             if not m.occupied:
-                return self._clear_alarms(lambda a: a.kind == "bay_idle" and a.bay == bay.number,
-                                          now_ms)
+                return self._clear_alarms(
+                    lambda a: a.kind == "bay_idle" and a.bay == bay.number, now_ms
+                )
         return []
 
     def _env(self, m: EnvReading, now_ms: int) -> list[Action]:
@@ -692,8 +698,9 @@ class ShedCore:
                     p.session.flags.add("board_offline")
                 p.w = 0.0
                 self._move(p, Trigger.BOARD_OFFLINE, detail, now_ms, actions)
-        alarm = Alarm(self._new_id(), "board_offline", now_ms, f"board {board}: {detail}",
-                      board=board)
+        alarm = Alarm(
+            self._new_id(), "board_offline", now_ms, f"board {board}: {detail}", board=board
+        )
         self._raise(alarm, actions)
 
     def _reconcile(self, p: Port, t: Telemetry, now_ms: int, actions: list[Action]) -> None:

@@ -193,13 +193,13 @@ class ControllerService:
                 self.store.save_sessions([action.session], now)
                 self.closed.append(action.session)
             elif isinstance(action, AlarmChanged):
-                self.store.save_alarms([action.alarm])
-                log.warning(
-                    "alarm %s %s: %s",
-                    action.alarm.kind,
-                    "active" if action.alarm.active else "cleared",
-                    action.alarm.detail,
-                )
+                alarm = action.alarm
+                self.store.save_alarms([alarm])
+                if alarm.active and alarm.acked_ms is None:
+                    log.warning("alarm %s raised: %s", alarm.kind, alarm.detail)
+                else:
+                    state = "acknowledged" if alarm.acked_ms else "cleared"
+                    log.info("alarm %s %s: %s", alarm.kind, state, alarm.detail)
             elif isinstance(action, CardDebited):
                 self.store.debit_card(
                     action.uid, action.fen, action.balance_fen, action.session_id, now

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -112,6 +113,11 @@ class CommandTracker:
 
     def is_pending(self, cmd_id: str) -> bool:
         return cmd_id in self._pending
+
+    def was_sent(self, cmd_id: str) -> bool:
+        """True if the broker already confirmed an earlier send of this pending command."""
+        p = self._pending.get(cmd_id)
+        return p is not None and p.attempts > 0
 
     def add(self, cmd: PortCommand, now_ms: int) -> None:
         """Put `cmd` in the outbox. A full outbox turns it into an `outbox_full` failure."""
@@ -380,6 +386,8 @@ class MqttBridge:
                 retain=True,
             ),
             queue_type=_bounded_queue(self._on_overflow),
+            # Commands and acks are small packets: never hold them back for Nagle.
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             max_queued_incoming_messages=s.max_incoming,
             logger=logging.getLogger(f"{__name__}.client"),
         )
@@ -470,24 +478,38 @@ class MqttBridge:
             except aiomqtt.MqttError:
                 self._status_due = True
                 raise
-        for cmd in due:
-            if not self._tracker.is_pending(cmd.id):
-                continue  # acked meanwhile
-            await client.publish(
-                self._topics.command(cmd.port), encode_command(cmd), qos=1, retain=False
+        # Publishes go out together: each one waits for its PUBACK, so sending
+        # them one after another would cost a broker round trip apiece.
+        cmds = [cmd for cmd in due if self._tracker.is_pending(cmd.id)]
+        resends = {cmd.id for cmd in cmds if self._tracker.was_sent(cmd.id)}
+        if cmds:
+            results = await asyncio.gather(
+                *(client.publish(self._topics.command(c.port), encode_command(c), qos=1)
+                  for c in cmds),
+                return_exceptions=True,
             )
-            self._counts["commands_sent"] += 1
-            if self._tracker.sent(cmd.id, self._clock.now_ms()):
-                self._counts["commands_retried"] += 1
-        while self._states_due:
-            port = self._states_due.pop()
-            try:
-                await client.publish(
-                    self._topics.port_state(port), self._states[port], qos=1, retain=True
-                )
-            except aiomqtt.MqttError:
-                self._states_due.add(port)
-                raise
+            for cmd, result in zip(cmds, results, strict=True):
+                if isinstance(result, BaseException):
+                    continue  # stays pending: re-sent after reconnect or its ack timeout
+                self._counts["commands_sent"] += 1
+                self._counts["commands_retried"] += cmd.id in resends
+                self._tracker.sent(cmd.id, self._clock.now_ms())
+            errors = [r for r in results if isinstance(r, aiomqtt.MqttError)]
+            if errors:
+                raise errors[0]
+        if self._states_due:
+            ports, self._states_due = list(self._states_due), set()
+            results = await asyncio.gather(
+                *(client.publish(self._topics.port_state(p), self._states[p], qos=1, retain=True)
+                  for p in ports),
+                return_exceptions=True,
+            )
+            failed = [
+                p for p, r in zip(ports, results, strict=True) if isinstance(r, BaseException)
+            ]
+            if failed:
+                self._states_due.update(failed)
+                raise next(r for r in results if isinstance(r, aiomqtt.MqttError))
 
     async def _publish_status(self, client: aiomqtt.Client, *, online: bool) -> None:
         payload = (

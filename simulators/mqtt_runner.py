@@ -226,6 +226,9 @@ class _Link:
     # ------------------------------------------------------------ paho callbacks
 
     def _on_socket_open(self, client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        # Small MQTT packets must not wait for Nagle's algorithm (up to 40 ms each).
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._loop.add_reader(sock, client.loop_read)
         self._misc = self.runner.spawn(self._misc_loop(client))
 

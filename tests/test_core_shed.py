@@ -362,3 +362,23 @@ def test_failed_start_refunds_everything() -> None:
     rig.feed(CmdAck(1, on.id, False, False, "timeout"))
     assert session.end_reason == "start_failed"
     assert (session.charged_fen, session.refund_fen) == (0, 500)
+
+
+def test_lithium_float_too_low_to_tell_from_unplugged_still_ends_as_full() -> None:
+    rig = make_rig()
+    session = rig.authorize(1, ORDER)
+    rig.run(3600, {1: 200.0, 2: 0, 3: 0, 4: 0})
+    rig.run(600, {1: 12.0, 2: 0, 3: 0, 4: 0})  # tapering through the float band
+    assert rig.core.ports[1].state is S.FLOATING
+    rig.run(30 * 60, {1: 2.0, 2: 0, 3: 0, 4: 0})  # the BMS all but cuts off
+    assert session.end_reason == "full"
+
+
+def test_power_dropping_straight_to_zero_is_not_full() -> None:
+    rig = make_rig()
+    session = rig.authorize(1, ORDER)
+    rig.run(3600, {1: 200.0, 2: 0, 3: 0, 4: 0})
+    rig.run(10 * 60, {1: 0.0, 2: 0, 3: 0, 4: 0})
+    assert rig.core.ports[1].state is S.CHARGING  # never "full"
+    rig.run(10 * 60, {1: 0.0, 2: 0, 3: 0, 4: 0})
+    assert session.end_reason == "unplugged"

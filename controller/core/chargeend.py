@@ -1,8 +1,11 @@
 """Charge-end detection: full (then float), unplugged (then grace).
 
 Fed with every accepted power sample of a running session. Defaults:
-- full: power below `full_threshold_w` continuously for `full_hold_s`;
-  the session then floats for `float_s` and stops ("充满自停");
+- full: power below `full_threshold_w` continuously for `full_hold_s`, having
+  tapered through the float band (at or above `unplug_threshold_w`) rather than
+  dropped straight to nothing; the session then floats for `float_s` and
+  stops ("充满自停"). If the charger falls silent during the float, the
+  session ends as full too;
 - unplugged: the time-weighted average over the last `unplug_window_s` is
   below `unplug_threshold_w`, then a grace of `unplug_grace_s` during which a
   returning load cancels it. Needs a full window of samples: a session never
@@ -59,6 +62,7 @@ class ChargeEndDetector:
     float_s: int
     load_seen: bool = False
     below_full_since: int | None = None
+    tapered: bool = False
     full_at: int | None = None
     unplug_suspect_since: int | None = None
     _avg: WindowAverage = field(init=False)
@@ -83,8 +87,12 @@ class ChargeEndDetector:
             self.unplug_suspect_since = None
         if w < r.full_threshold_w:
             if self.below_full_since is None:
-                self.below_full_since = ts
-            if self.full_at is None and ts - self.below_full_since >= r.full_hold_s * 1000:
+                self.below_full_since, self.tapered = ts, False
+            # A charger that tapers passes through the float band; power that drops
+            # straight to nothing is a bike unplugged, not a full battery.
+            self.tapered = self.tapered or w >= r.unplug_threshold_w
+            held = ts - self.below_full_since >= r.full_hold_s * 1000
+            if self.full_at is None and held and self.tapered:
                 self.full_at = ts
                 return Detection.FULL
         else:

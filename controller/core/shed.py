@@ -520,7 +520,8 @@ class ShedCore:
         elif age_ms >= cap_s * 1000:
             self._end(p, "session_cap", now_ms, actions)
         elif due is Detection.UNPLUGGED:
-            self._end(p, "unplugged", now_ms, actions)
+            # A charger that falls silent during its float has finished: the battery is full.
+            self._end(p, "full" if p.state is S.FLOATING else "unplugged", now_ms, actions)
         elif due is Detection.FLOAT_DONE:
             self._end(p, "full", now_ms, actions)
         elif self._money_used_up(s, now_ms):

@@ -1,0 +1,499 @@
+"""`ebshed demo`: a whole simulated shed in one process.
+
+An embedded MQTT broker (amqtt) on a free port, the real controller (the same
+code as `ebshed controller run`) with SQLite, and simulated boards, e-bikes,
+bay and smoke sensors speaking the MQTT contract. Residents arrive through the
+day, plug in, tap a card or pay a local order, and leave.
+
+At `--speed max` the driver advances a `SimClock` in steps and waits, after
+each step, until every message sent has been received and handled on both
+sides (a barrier), so a 24-hour day runs in about a minute and the result is
+reproducible for a seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import random
+import socket
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controller.clock import Clock, SimClock
+from controller.core.fsm import SocketState
+from controller.core.metering import register_delta
+from controller.core.model import (
+    Action,
+    AuthMode,
+    Authorization,
+    Refusal,
+    Session,
+    SessionClosed,
+    SessionOpened,
+)
+from controller.runtime import running_controller
+from controller.service import ControllerService
+from controller.settings import Settings, settings_from_dict
+from simulators import ebike
+from simulators.board import SimBoard
+from simulators.mqtt_runner import MqttDeviceRunner
+from simulators.scaled_clock import ScaledClock
+from simulators.scenario import HOUR_MS, TZ_OFFSET_MS, Arrival, bay_count, plan_day
+from simulators.sensors import BaySensor, EnvSensor
+from simulators.wire import Device
+
+log = logging.getLogger("ebshed.demo")
+SHED = "demo-1"
+STEP_S = 10  # simulated seconds per driver step at max speed
+STAFF_ACK_MS = 10 * 60_000
+STAFF_CLEAR_MS = 20 * 60_000
+
+
+@dataclass
+class DemoOptions:
+    hours: float | None = 24.0
+    speed: str = "max"
+    data_dir: Path | None = None
+    sockets: int = 24
+    seed: int = 7
+    start_hour: float = 6.0
+    live: bool = False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def embedded_broker() -> AsyncIterator[int]:
+    """An in-process MQTT broker on a free port of 127.0.0.1."""
+    from amqtt.broker import Broker
+
+    port = free_port()
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "auth": {"allow-anonymous": True},
+            "topic-check": {"enabled": False},
+        }
+    )
+    for name in ("amqtt", "transitions"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    await broker.start()
+    try:
+        yield port
+    finally:
+        await broker.shutdown()
+
+
+def demo_start_ms(start_hour: float) -> int:
+    """Today's local date at `start_hour` (China time), as epoch ms."""
+    today = dt.datetime.now(dt.UTC).date()
+    midnight_utc = int(dt.datetime(today.year, today.month, today.day, tzinfo=dt.UTC).timestamp())
+    return midnight_utc * 1000 - TZ_OFFSET_MS + int(start_hour * HOUR_MS)
+
+
+def demo_settings(sockets: int, broker_port: int, data_dir: Path) -> Settings:
+    boards = []
+    for i, first in enumerate(range(1, sockets + 1, 12)):
+        ports = list(range(first, min(first + 12, sockets + 1)))
+        boards.append({"id": f"b{i + 1}", "ports": ports})
+    bays: dict[str, int | None] = {str(b): b for b in range(1, bay_count(sockets) + 1)}
+    bays[str(len(bays) + 1)] = None  # two parking-only bays
+    bays[str(len(bays) + 1)] = None
+    cards: list[dict[str, Any]] = [{"uid": f"C0DE{n:04X}", "balance_fen": 1000} for n in range(40)]
+    cards += [{"uid": f"9A9A{n:04X}", "plan_until_ms": 4_102_444_800_000} for n in range(12)]
+    return settings_from_dict(
+        {
+            "shed": {"id": SHED, "name": "示范小区 1号车棚", "data_dir": str(data_dir)},
+            "mqtt": {"host": "127.0.0.1", "port": broker_port, "keepalive": 60},
+            "boards": boards,
+            "bays": bays,
+            "cards": cards,
+        }
+    )
+
+
+def make_devices(
+    settings: Settings, rng: random.Random, start_ms: int, fast: bool
+) -> tuple[list[SimBoard], dict[int, BaySensor], EnvSensor]:
+    boards = []
+    for i, b in enumerate(settings.boards):
+        # the second board's meters start just below the u32 wrap: it wraps during the day
+        wh_start = {p: (4_294_966_000 if i == 1 else 0) + 37 * p for p in b.ports}
+        boards.append(
+            SimBoard(
+                settings.shed.id, b.id, b.ports, rng=rng, start_ms=start_ms,
+                interval_on_s=10.0 if fast else 2.0, interval_off_s=60.0 if fast else 30.0,
+                wh_start=wh_start,
+            )
+        )
+    bays = {
+        int(b): BaySensor(settings.shed.id, int(b), rng=rng, start_ms=start_ms)
+        for b in settings.bays
+    }
+    smoke = EnvSensor(settings.shed.id, "smoke-1", "smoke", rng=rng, start_ms=start_ms,
+                      interval_s=300.0)
+    return boards, bays, smoke
+
+
+@dataclass
+class Occupant:
+    arrival: Arrival
+    port: int | None
+    bay: int | None
+    session_id: str | None = None
+
+
+@dataclass
+class DemoShed:
+    """Plays the day: arrivals, departures, staff, and one smoke test."""
+
+    settings: Settings
+    service: ControllerService
+    runner: MqttDeviceRunner
+    boards: list[SimBoard]
+    bays: dict[int, BaySensor]
+    smoke: EnvSensor
+    arrivals: list[Arrival]
+    rng: random.Random
+    end_ms: int
+    next_arrival: int = 0
+    occupants: list[Occupant] = field(default_factory=list)
+    unserved: int = 0
+    gt_start: dict[str, float] = field(default_factory=dict)
+    ground_truth: dict[str, float] = field(default_factory=dict)
+    events: list[tuple[int, str]] = field(default_factory=list)
+    card_pool: list[str] = field(default_factory=list)
+    plan_pool: list[str] = field(default_factory=list)
+    faults_seen: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.board_of = {p: b for b in self.boards for p in b.ports}
+        self.card_pool = [c["uid"] for c in self.settings.cards if "balance_fen" in c]
+        self.plan_pool = [c["uid"] for c in self.settings.cards if "plan_until_ms" in c]
+        self.service.add_listener(self._on_action)
+        now = self.service.clock.now_ms()
+        smoke_at = now + int(HOUR_MS * ((14.5 - ((now + TZ_OFFSET_MS) / HOUR_MS) % 24) % 24))
+        if smoke_at < self.end_ms:
+            self.events += [(smoke_at, "smoke_on"), (smoke_at + 120_000, "smoke_off")]
+        cut_at = now + int(HOUR_MS * ((4.0 - ((now + TZ_OFFSET_MS) / HOUR_MS) % 24) % 24))
+        if cut_at < self.end_ms and len(self.boards) > 1:
+            self.events += [(cut_at, "power_cut"), (cut_at + 5 * 60_000, "power_restore")]
+        self.events.sort()
+
+    def _on_action(self, action: Action) -> None:
+        if isinstance(action, SessionOpened):
+            s = action.session
+            self.gt_start[s.id] = self.board_of[s.port].true_wh(s.port)
+        elif isinstance(action, SessionClosed):
+            s = action.session
+            start = self.gt_start.get(s.id)
+            if start is not None:
+                self.ground_truth[s.id] = self.board_of[s.port].true_wh(s.port) - start
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self.service.core.open_sessions())
+
+    def finished(self, now_ms: int) -> bool:
+        return now_ms >= self.end_ms and self.open_sessions == 0
+
+    async def play(self, now_ms: int) -> None:
+        """Everything people and staff do up to `now_ms`."""
+        while self.events and self.events[0][0] <= now_ms:
+            _, what = self.events.pop(0)
+            await self._scripted(what, now_ms)
+        while (self.next_arrival < len(self.arrivals)
+               and self.arrivals[self.next_arrival].t_ms <= now_ms):
+            arrival = self.arrivals[self.next_arrival]
+            self.next_arrival += 1
+            if arrival.t_ms < self.end_ms:
+                self._arrive(arrival, now_ms)
+        for occ in list(self.occupants):
+            a = occ.arrival
+            if a.stop_early_ms is not None and a.stop_early_ms <= now_ms and occ.port:
+                self._stop_early(occ)
+            if a.leave_ms <= now_ms:
+                self._leave(occ, now_ms)
+        self._staff(now_ms)
+
+    async def _scripted(self, what: str, now_ms: int) -> None:
+        if what == "smoke_on":
+            self.runner.publish(self.smoke, self.smoke.set_smoke(True, now_ms))
+        elif what == "smoke_off":
+            self.runner.publish(self.smoke, self.smoke.set_smoke(False, now_ms))
+        elif what == "power_cut":
+            await self.runner.power_cut(self.boards[-1].board_id)
+        elif what == "power_restore":
+            await self.runner.power_restore(self.boards[-1].board_id)
+
+    def _free_port(self) -> int | None:
+        core = self.service.core
+        taken = {o.port for o in self.occupants}
+        free = [p for p, port in core.ports.items()
+                if port.state is SocketState.IDLE and p not in taken]
+        return self.rng.choice(free) if free else None
+
+    def _free_bay(self, port: int | None) -> int | None:
+        taken = {o.bay for o in self.occupants}
+        for number, sensor in self.bays.items():
+            mapped = self.settings.layout().bays.get(number)
+            if number not in taken and not sensor.occupied and mapped == port:
+                return number
+        return None
+
+    def _arrive(self, a: Arrival, now_ms: int) -> None:
+        if a.who == "parker":
+            bay = self._free_bay(None) or self._free_bay(self._free_port())
+            if bay is not None:
+                self.occupants.append(Occupant(a, None, bay))
+                self.runner.publish(self.bays[bay], self.bays[bay].set_occupied(True, now_ms))
+            return
+        port = self._free_port()
+        if port is None:
+            self.unserved += 1
+            return
+        bay = self._free_bay(port)
+        occ = Occupant(a, port, bay)
+        self.occupants.append(occ)
+        board = self.board_of[port]
+        self.runner.publish(board, board.plug(port, self._bike(a), now_ms))
+        if bay is not None:
+            self.runner.publish(self.bays[bay], self.bays[bay].set_occupied(True, now_ms))
+        if a.pay in ("card", "plan"):
+            pool = self.card_pool if a.pay == "card" else self.plan_pool
+            self.runner.publish(board, board.tap_card(port, self.rng.choice(pool), now_ms))
+        else:
+            mode: AuthMode = "until_full" if a.pay == "order_full" else "amount"
+            result = self.service.start_session(
+                port, Authorization("order", f"order-{a.id}", a.amount_fen, mode)
+            )
+            if isinstance(result, Refusal):
+                log.info("arrival %s at socket %d refused: %s", a.id, port, result.code)
+            else:
+                occ.session_id = result.id
+
+    def _bike(self, a: Arrival) -> ebike.EBike:
+        if a.bike == "overdraw":
+            return ebike.overdraw_charger(self.rng, bike_id=a.id)
+        if a.bike == "no_taper":
+            return ebike.no_taper_charger(self.rng, soc=a.soc, bike_id=a.id)
+        if a.bike == "lithium":
+            return ebike.lithium(self.rng, soc=a.soc, bike_id=a.id)
+        return ebike.lead_acid(self.rng, soc=a.soc, bike_id=a.id)
+
+    def _stop_early(self, occ: Occupant) -> None:
+        assert occ.port is not None
+        occ.arrival = dataclasses.replace(occ.arrival, stop_early_ms=None)
+        port = self.service.core.ports[occ.port]
+        if port.session is not None and port.state in (SocketState.CHARGING,
+                                                        SocketState.FLOATING,
+                                                        SocketState.AUTHORIZED):
+            self.service.stop_session(occ.port, "resident_stop")
+
+    def _leave(self, occ: Occupant, now_ms: int) -> None:
+        self.occupants.remove(occ)
+        if occ.port is not None:
+            board = self.board_of[occ.port]
+            self.runner.publish(board, board.unplug(occ.port, now_ms))
+        if occ.bay is not None:
+            self.runner.publish(self.bays[occ.bay], self.bays[occ.bay].set_occupied(False, now_ms))
+
+    def _staff(self, now_ms: int) -> None:
+        """A diligent staff member: acknowledges alarms, clears faults after a check."""
+        core = self.service.core
+        for alarm in list(core.alarms.values()):
+            if alarm.acked_ms is None and now_ms - alarm.raised_ms >= STAFF_ACK_MS:
+                self.service.acknowledge(alarm.id, "staff-demo", "checked on site")
+        for number, port in core.ports.items():
+            if port.state is SocketState.FAULT:
+                since = self.faults_seen.setdefault(number, now_ms)
+                plugged = any(o.port == number for o in self.occupants)
+                if now_ms - since >= STAFF_CLEAR_MS and not plugged:
+                    self.service.clear_fault(number)
+                    self.faults_seen.pop(number, None)
+
+
+async def settle(service: ControllerService, runner: MqttDeviceRunner,
+                 timeout_s: float = 30.0) -> None:
+    """Wait until both sides have handled everything the other has sent."""
+    bridge = service.bridge
+    assert bridge is not None
+    deadline = time.monotonic() + timeout_s
+    stable = spins = 0
+    while time.monotonic() < deadline:
+        spins += 1
+        await runner.drain(timeout_s, barrier=False)
+        c = bridge.counters()  # type: ignore[attr-defined]
+        done = (
+            c["received"] >= runner.published
+            and runner.commands_handled >= c["commands_sent"]
+            and c["pending_commands"] == 0
+        )
+        stable = stable + 1 if done else 0
+        if stable >= 2:
+            return
+        await asyncio.sleep(0 if done or spins < 50 else 0.0005)
+    log.warning("settle timed out: %s", bridge.counters())  # type: ignore[attr-defined]
+
+
+async def run_demo(opts: DemoOptions) -> dict[str, Any]:
+    rng = random.Random(opts.seed)
+    start_ms = demo_start_ms(opts.start_hour)
+    fast = opts.speed == "max"
+    clock: Clock = SimClock(start_ms) if fast else ScaledClock(start_ms, float(opts.speed))
+    tmp = None
+    data_dir = opts.data_dir
+    if data_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ebshed-demo-")
+        data_dir = Path(tmp.name)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    hours = opts.hours if opts.hours is not None else 24.0 * 365
+    wall0 = time.monotonic()
+    try:
+        async with embedded_broker() as broker_port:
+            settings = demo_settings(opts.sockets, broker_port, data_dir)
+            boards, bays, smoke = make_devices(settings, rng, start_ms, fast)
+            service = ControllerService(settings, clock)
+            devices: list[Device] = [*boards, *bays.values(), smoke]
+            async with (
+                running_controller(settings, clock, service),
+                MqttDeviceRunner("127.0.0.1", broker_port, SHED, devices, clock) as runner,
+            ):
+                shed = DemoShed(settings, service, runner, boards, bays, smoke,
+                                plan_day(rng, start_ms, hours, opts.sockets), rng,
+                                start_ms + int(hours * HOUR_MS))
+                if fast:
+                    assert isinstance(clock, SimClock)
+                    await _run_max(shed, clock)
+                else:
+                    await _run_live(shed, clock, opts.live)
+                summary = summarize(shed, clock.now_ms() - start_ms, time.monotonic() - wall0)
+            summary["data_dir"] = str(data_dir) if opts.data_dir else None
+            return summary
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+async def _run_max(shed: DemoShed, clock: SimClock) -> None:
+    t = clock.now_ms()
+    await settle(shed.service, shed.runner)
+    # Past the end: no new arrivals; sessions still running end by themselves.
+    limit = shed.end_ms + 26 * HOUR_MS
+    while not shed.finished(t) and t < limit:
+        t += STEP_S * 1000
+        clock.advance_to(t)
+        await shed.play(t)
+        await shed.runner.step(t)
+        await settle(shed.service, shed.runner)
+
+
+async def _run_live(shed: DemoShed, clock: Clock, live: bool) -> None:
+    from simulators.live_view import LiveView
+
+    ticker = shed.runner.spawn(shed.runner.run(tick_s=1.0))
+    view = LiveView(shed.service, shed) if live else None
+    try:
+        with view.show() if view else contextlib.nullcontext():
+            while not shed.finished(clock.now_ms()):
+                await shed.play(clock.now_ms())
+                if view:
+                    view.refresh()
+                await clock.sleep(STEP_S)
+    finally:
+        ticker.cancel()
+
+
+def summarize(shed: DemoShed, sim_ms: int, wall_s: float) -> dict[str, Any]:
+    service = shed.service
+    closed: list[Session] = service.closed
+    sessions: list[dict[str, Any]] = []
+    for s in closed:
+        gt = shed.ground_truth.get(s.id)
+        register = (register_delta(s.first_wh, s.last_wh)
+                    if s.first_wh is not None and s.last_wh is not None else 0)
+        sessions.append({
+            "id": s.id,
+            "port": s.port,
+            "auth": s.auth.kind,
+            "prepaid_fen": s.auth.prepaid_fen,
+            "end_reason": s.end_reason,
+            "billed_wh": s.energy_wh,
+            "register_wh": register,
+            "ground_truth_wh": round(gt, 2) if gt is not None else None,
+            "billed_fen": s.charged_fen,
+            "refund_fen": s.refund_fen,
+            "minutes": round(((s.stop_ms or s.started_ms) - s.started_ms) / 60_000, 1),
+            "flags": sorted(s.flags),
+        })
+    alarms = Counter(row.kind for row in service.store.alarm_rows())
+    counters = service.bridge.counters() if service.bridge else {}  # type: ignore[attr-defined]
+    return {
+        "shed": SHED,
+        "sim_hours": round(sim_ms / HOUR_MS, 2),
+        "wall_seconds": round(wall_s, 1),
+        "sessions_started": service.stats.sessions_opened,
+        "sessions_closed": service.stats.sessions_closed,
+        "sessions_open": len(service.core.open_sessions()),
+        "end_reasons": dict(Counter(s["end_reason"] for s in sessions)),
+        "billed_wh": sum(s["billed_wh"] for s in sessions),
+        "register_wh": sum(s["register_wh"] for s in sessions),
+        "ground_truth_wh": round(sum(s["ground_truth_wh"] or 0 for s in sessions), 1),
+        "max_abs_error_wh": round(max((abs(s["billed_wh"] - s["ground_truth_wh"])
+                                       for s in sessions if s["ground_truth_wh"] is not None),
+                                      default=0.0), 2),
+        "billed_fen": sum(s["billed_fen"] for s in sessions),
+        "refund_fen": sum(s["refund_fen"] for s in sessions),
+        "alarms": dict(alarms),
+        "unserved_arrivals": shed.unserved,
+        "card_refusals": dict(service.stats.card_refusals),
+        "messages": {k: v for k, v in counters.items() if v},
+        "sessions": sessions,
+    }
+
+
+async def run_sim_shed(settings: Settings, speed: float, seed: int) -> None:
+    """Simulated boards and bikes for a real controller (`ebshed sim shed`)."""
+    rng = random.Random(seed)
+    clock = ScaledClock(int(time.time() * 1000), speed)
+    boards, bays, smoke = make_devices(settings, rng, clock.now_ms(), fast=False)
+    arrivals = plan_day(rng, clock.now_ms(), 24 * 365, len(settings.layout().ports))
+    cards = [c["uid"] for c in settings.cards] or ["04A1B2C3"]
+    board_of = {p: b for b in boards for p in b.ports}
+    plugged: dict[int, int] = {}
+    async with MqttDeviceRunner(settings.mqtt.host, settings.mqtt.port, settings.shed.id,
+                                [*boards, *bays.values(), smoke], clock) as runner:
+        runner.spawn(runner.run(tick_s=1.0))
+        i = 0
+        while True:
+            now = clock.now_ms()
+            while i < len(arrivals) and arrivals[i].t_ms <= now:
+                a = arrivals[i]
+                i += 1
+                free = [p for p in board_of if p not in plugged]
+                if a.who == "parker" or not free:
+                    continue
+                port = rng.choice(free)
+                plugged[port] = a.leave_ms
+                board = board_of[port]
+                runner.publish(board, board.plug(port, ebike.random_bike(rng), now))
+                runner.publish(board, board.tap_card(port, rng.choice(cards), now))
+                log.info("bike %s plugged into socket %d", a.id, port)
+            for port, leave in list(plugged.items()):
+                if leave <= now:
+                    del plugged[port]
+                    runner.publish(board_of[port], board_of[port].unplug(port, now))
+            await clock.sleep(5)

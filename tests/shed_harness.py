@@ -22,7 +22,7 @@ from controller.runtime import running_controller
 from controller.service import ControllerService
 from controller.settings import Settings, settings_from_dict
 from simulators.board import SimBoard
-from simulators.demo import settle
+from simulators.demo import Barrier
 from simulators.mqtt_runner import MqttDeviceRunner
 from simulators.sensors import BaySensor, EnvSensor
 from tests.brokers import mqtt_broker_address
@@ -49,7 +49,7 @@ class ShedHarness:
                  smoke: EnvSensor) -> None:
         self.settings, self.clock, self.service = settings, clock, service
         self.runner, self.board, self.bay, self.smoke = runner, board, bay, smoke
-        self.gt_start: dict[str, float] = {}
+        self.barrier = Barrier(service, runner)
 
     @property
     def shed(self) -> str:
@@ -60,7 +60,7 @@ class ShedHarness:
             t = self.clock.now_ms() + STEP_S * 1000
             self.clock.advance_to(t)
             await self.runner.step(t)
-            await settle(self.service, self.runner, timeout_s=10)
+            await self.barrier.settle(10)
 
     async def run_until(self, cond: Any, limit_s: float) -> None:
         waited = 0.0
@@ -70,7 +70,7 @@ class ShedHarness:
 
     async def publish(self, outs: list[Any], device: Any = None) -> None:
         self.runner.publish(device or self.board, outs)
-        await settle(self.service, self.runner, timeout_s=10)
+        await self.barrier.settle(10)
 
     def session(self, port: int) -> Session | None:
         return self.service.core.ports[port].session

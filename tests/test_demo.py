@@ -1,0 +1,41 @@
+"""The headless demo end to end: embedded broker, controller, simulated shed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from controller.cli import app
+
+REQUIRED = {"sessions_started", "sessions_closed", "end_reasons", "billed_wh",
+            "ground_truth_wh", "billed_fen", "alarms", "sessions"}
+PER_SESSION = {"id", "port", "end_reason", "billed_wh", "ground_truth_wh", "billed_fen"}
+
+
+def test_headless_evening_closes_every_session_and_bills_the_meter(tmp_path: Path) -> None:
+    out = tmp_path / "summary.json"
+    result = CliRunner().invoke(app, [
+        "demo", "--hours", "2", "--speed", "max", "--summary-json", str(out),
+        "--sockets", "12", "--start-hour", "18.5", "--seed", "11",
+        "--data-dir", str(tmp_path / "data"),
+    ])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(out.read_text("utf-8"))
+    assert REQUIRED <= summary.keys()
+    sessions = summary["sessions"]
+    assert sessions and all(PER_SESSION <= s.keys() for s in sessions)
+    assert summary["sessions_started"] == summary["sessions_closed"] == len(sessions) >= 5
+    assert summary["sessions_open"] == 0
+    assert sum(summary["end_reasons"].values()) == len(sessions)
+    for s in sessions:
+        assert s["billed_wh"] == s["register_wh"], s  # energy is the register difference
+        if "closed_without_board" not in s["flags"]:
+            assert abs(s["billed_wh"] - s["ground_truth_wh"]) < 1.0, s
+        if s["auth"] == "order":
+            assert s["billed_fen"] + s["refund_fen"] == s["prepaid_fen"], s
+    assert summary["billed_fen"] == sum(s["billed_fen"] for s in sessions)
+    assert summary["billed_wh"] == sum(s["billed_wh"] for s in sessions)
+    # the database was kept and holds the same sessions
+    assert (tmp_path / "data" / "demo-1.sqlite").exists()

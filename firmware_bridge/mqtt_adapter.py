@@ -371,7 +371,7 @@ class MqttBridge:
 
     def _make_client(self) -> aiomqtt.Client:
         s = self._settings
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             s.host,
             s.port,
             identifier=s.client_id,
@@ -391,6 +391,9 @@ class MqttBridge:
             max_queued_incoming_messages=s.max_incoming,
             logger=logging.getLogger(f"{__name__}.client"),
         )
+        # Commands and states go out together (see _flush); a burst of them is normal.
+        client.pending_calls_threshold = s.max_outbox
+        return client
 
     async def _connect_loop(self, client: aiomqtt.Client) -> None:
         s = self._settings

@@ -79,9 +79,9 @@ def _arrival(rng: random.Random, aid: str, t: int, who: Rider) -> Arrival:
         return Arrival(aid, t, who, "none", "order_full", 0, t + stay, None, 1.0)
     r = rng.random()
     bike: BikeKind
-    if r < 0.02:
+    if r < 0.03:
         bike = "overdraw"
-    elif r < 0.04:
+    elif r < 0.06:
         bike = "no_taper"
     elif who == "rider" or r < 0.45:
         bike = "lithium"

@@ -103,5 +103,6 @@ async def shed_harness(tmp_path: Path, rules: dict[str, Any] | None = None,
                          announce_offline_on_close=False) as runner,
     ):
         h = ShedHarness(settings, clock, service, runner, board, bay, smoke)
+        await h.barrier.calibrate()
         await h.run(STEP_S)
         yield h

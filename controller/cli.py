@@ -69,8 +69,8 @@ def demo(
     ] = 24,
     seed: Annotated[int, typer.Option(help="Random seed of the simulated day.")] = 7,
     start_hour: Annotated[
-        float, typer.Option(help="Local hour of day the simulation starts at.")
-    ] = 6.0,
+        float, typer.Option(help="Local hour (China time) the simulated day starts at.")
+    ] = 18.0,
     headless: Annotated[bool, typer.Option(help="No live view (implied by --speed max).")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:

@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import logging
 import random
+import signal
 import socket
 import tempfile
 import time
@@ -65,7 +66,7 @@ class DemoOptions:
     data_dir: Path | None = None
     sockets: int = 24
     seed: int = 7
-    start_hour: float = 6.0
+    start_hour: float = 18.0
     live: bool = False
 
 
@@ -397,10 +398,11 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
             boards, bays, smoke = make_devices(settings, rng, start_ms, fast)
             service = ControllerService(settings, clock)
             devices: list[Device] = [*boards, *bays.values(), smoke]
-            async with (
-                running_controller(settings, clock, service),
-                MqttDeviceRunner("127.0.0.1", broker_port, SHED, devices, clock) as runner,
-            ):
+            controller = running_controller(settings, clock, service)
+            await controller.__aenter__()
+            runner = MqttDeviceRunner("127.0.0.1", broker_port, SHED, devices, clock)
+            try:
+                await runner.start()
                 shed = DemoShed(settings, service, runner, boards, bays, smoke,
                                 plan_day(rng, start_ms, hours, opts.sockets), rng,
                                 start_ms + int(hours * HOUR_MS))
@@ -410,6 +412,10 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 else:
                     await _run_live(shed, clock, opts.live)
                 summary = summarize(shed, clock.now_ms() - start_ms, time.monotonic() - wall0)
+            finally:
+                # The controller goes first: boards leaving must not raise alarms.
+                await controller.__aexit__(None, None, None)
+                await runner.close()
             summary["data_dir"] = str(data_dir) if opts.data_dir else None
             return summary
     finally:
@@ -432,19 +438,27 @@ async def _run_max(shed: DemoShed, clock: SimClock) -> None:
 
 
 async def _run_live(shed: DemoShed, clock: Clock, live: bool) -> None:
+    """Real (scaled) time until the day is over or Ctrl-C, refreshing the view."""
     from simulators.live_view import LiveView
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
     ticker = shed.runner.spawn(shed.runner.run(tick_s=1.0))
     view = LiveView(shed.service, shed) if live else None
     try:
         with view.show() if view else contextlib.nullcontext():
-            while not shed.finished(clock.now_ms()):
+            while not shed.finished(clock.now_ms()) and not stop.is_set():
                 await shed.play(clock.now_ms())
                 if view:
                     view.refresh()
-                await clock.sleep(STEP_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
     finally:
         ticker.cancel()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 def summarize(shed: DemoShed, sim_ms: int, wall_s: float) -> dict[str, Any]:

@@ -23,9 +23,9 @@ def test_headless_evening_closes_every_session_and_bills_the_meter(tmp_path: Pat
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text("utf-8"))
-    assert REQUIRED <= summary.keys()
+    assert summary.keys() >= REQUIRED
     sessions = summary["sessions"]
-    assert sessions and all(PER_SESSION <= s.keys() for s in sessions)
+    assert sessions and all(s.keys() >= PER_SESSION for s in sessions)
     assert summary["sessions_started"] == summary["sessions_closed"] == len(sessions) >= 5
     assert summary["sessions_open"] == 0
     assert sum(summary["end_reasons"].values()) == len(sessions)

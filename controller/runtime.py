@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 from controller import __version__
@@ -74,14 +75,22 @@ async def serve_http(service: ControllerService, listen: str, stop: asyncio.Even
         lifespan="off",
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await stop.wait()
+    serving = asyncio.create_task(server.serve(), name="local-api")
+    stopping = asyncio.create_task(stop.wait(), name="local-api-stop")
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
-    await task
+    stopping.cancel()
+    await asyncio.gather(serving, stopping, return_exceptions=True)
+    stop.set()
 
 
 async def run_forever(settings: Settings, clock: Clock, listen: str | None) -> None:
+    """Run until SIGTERM or SIGINT; then persist open sessions and say offline."""
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     async with running_controller(settings, clock) as service:
         log.info(
             "controller for shed %s running; MQTT %s:%d",
@@ -93,3 +102,4 @@ async def run_forever(settings: Settings, clock: Clock, listen: str | None) -> N
             await serve_http(service, listen, stop)
         else:
             await stop.wait()
+    log.info("controller for shed %s stopped", settings.shed.id)

@@ -72,6 +72,9 @@ def demo(
         float, typer.Option(help="Local hour (China time) the simulated day starts at.")
     ] = 18.0,
     headless: Annotated[bool, typer.Option(help="No live view (implied by --speed max).")] = False,
+    transport: Annotated[
+        str, typer.Option(help="Socket boards on mqtt, on an RS-485 bus (modbus), or mixed.")
+    ] = "mqtt",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a whole simulated shed: broker, controller and e-bikes, in one process."""
@@ -86,6 +89,8 @@ def demo(
             _fail("--speed must be a positive number or 'max'")
     if speed == "max" and hours is None:
         _fail("--speed max needs --hours")
+    if transport not in ("mqtt", "modbus", "mixed"):
+        _fail("--transport must be mqtt, modbus or mixed")
     opts = DemoOptions(
         hours=hours,
         speed=speed,
@@ -94,6 +99,7 @@ def demo(
         seed=seed,
         start_hour=start_hour,
         live=not headless and speed != "max",
+        transport=transport,  # type: ignore[arg-type]
     )
     summary = asyncio.run(run_demo(opts))
     if summary_json is not None:
@@ -229,6 +235,18 @@ def bench_footprint(
     from bench.footprint import run
 
     _emit(run(sockets=sockets, minutes=minutes, broker=broker), json_out)
+
+
+@bench_app.command("modbus-poll")
+def bench_modbus_poll(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    cycles: Annotated[int, typer.Option(help="Poll cycles measured per configuration.")] = 3,
+    seed: Annotated[int, typer.Option()] = 7,
+) -> None:
+    """RS-485 poll-cycle time for 1, 4 and 16 boards at 9600 and 115200 baud vs wire time."""
+    from bench.modbus_poll import run
+
+    _emit(run(cycles=cycles, seed=seed), json_out)
 
 
 def _emit(result: dict[str, Any], json_out: Path | None) -> None:

@@ -12,17 +12,27 @@ from controller import __version__
 from controller.clock import Clock
 from controller.service import ControllerService
 from controller.settings import Settings
+from firmware_bridge.modbus_bridge import ModbusBridge
+from firmware_bridge.modbus_routing import RoutingBridge
 from firmware_bridge.mqtt_adapter import MqttBridge, MqttSettings
 from firmware_bridge.mqtt_codec import MqttCodec
 
 log = logging.getLogger("ebshed.controller")
 
 
-def make_bridge(settings: Settings, service: ControllerService, clock: Clock) -> MqttBridge:
+def make_bridge(
+    settings: Settings, service: ControllerService, clock: Clock
+) -> MqttBridge | RoutingBridge:
+    """The controller's device bridge: MQTT, plus one bus master per RS-485 bus.
+
+    The MQTT bridge only accepts ports of MQTT boards, so nobody can inject
+    readings for a Modbus socket over the broker; it also carries bays, env
+    sensors, controller status and port state.
+    """
     layout = settings.layout()
-    codec = MqttCodec(layout.shed_id, set(layout.ports), set(layout.bays) or None)
+    codec = MqttCodec(layout.shed_id, settings.mqtt_ports(), set(layout.bays) or None)
     m = settings.mqtt
-    bridge = MqttBridge(
+    mqtt = MqttBridge(
         MqttSettings(
             host=m.host,
             port=m.port,
@@ -36,6 +46,13 @@ def make_bridge(settings: Settings, service: ControllerService, clock: Clock) ->
         clock,
         service.on_message,
     )
+    buses = settings.modbus_buses()
+    bridge: MqttBridge | RoutingBridge = mqtt
+    if buses:
+        bridge = RoutingBridge()
+        bridge.add("mqtt", mqtt)
+        for bus in buses:
+            bridge.add(bus.bus_id, ModbusBridge(bus, clock, service.on_message), bus.ports)
     service.bridge = bridge
     return bridge
 
@@ -49,7 +66,9 @@ async def running_controller(
     bridge = make_bridge(settings, service, clock)
     stop = asyncio.Event()
     async with bridge:
-        await asyncio.wait_for(bridge.wait_connected(), 30)
+        mqtt = bridge.member("mqtt") if isinstance(bridge, RoutingBridge) else bridge
+        assert isinstance(mqtt, MqttBridge)
+        await asyncio.wait_for(mqtt.wait_connected(), 30)
         ticker = asyncio.create_task(service.run(stop), name="controller-tick")
         try:
             yield service

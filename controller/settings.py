@@ -9,12 +9,21 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from controller.core.config import ConfigError, RuleConfig, ShedLayout
 from controller.core.tariffs import Tariff, TariffError, default_tariff, tariff_from_dict
+from firmware_bridge.modbus_line import ModbusConfigError
+from firmware_bridge.modbus_settings import ModbusBusSettings
 
 SHED_ID_PATTERN = r"^[a-z0-9-]{1,32}$"
 
@@ -33,7 +42,35 @@ class BoardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=SHED_ID_PATTERN)
     ports: list[int] = Field(min_length=1)
-    transport: str = "mqtt"
+    transport: Literal["mqtt", "modbus"] = "mqtt"
+    bus: str | None = None  # Modbus boards: the [[buses]] id ...
+    slave: int | None = Field(default=None, ge=1, le=247)  # ... and the slave id on it
+
+    @model_validator(mode="after")
+    def _modbus_needs_bus(self) -> BoardSettings:
+        if self.transport == "modbus" and (self.bus is None or self.slave is None):
+            raise ValueError(f"board {self.id}: a modbus board needs bus and slave")
+        if self.transport == "mqtt" and (self.bus is not None or self.slave is not None):
+            raise ValueError(f"board {self.id}: bus and slave are for modbus boards")
+        return self
+
+
+class BusSettings(BaseModel):
+    """One RS-485 line (see docs/modbus-contract.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=SHED_ID_PATTERN)
+    device: str = Field(min_length=1)
+    baud: Literal[9600, 19200, 115200] = 9600
+    parity: Literal["E", "O", "N"] = "E"
+    stopbits: Literal[1, 2] = 1
+    timeout_s: float = 0.5
+    retries: int = 2
+    offline_after_cycles: int = 3
+    poll_interval_s: float = 1.0
+    probe_interval_s: float = 5.0
+    info_every_cycles: int = 10
+    card_every_cycles: int = 1
 
 
 class ShedSettings(BaseModel):
@@ -48,6 +85,7 @@ class Settings(BaseModel):
     shed: ShedSettings
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     boards: list[BoardSettings] = Field(min_length=1)
+    buses: list[BusSettings] = []
     bays: dict[str, int | None] = {}
     rules: dict[str, Any] = {}
     tariff: dict[str, Any] | None = None
@@ -61,6 +99,40 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown rule(s): {', '.join(sorted(unknown))}")
         return v
+
+    @model_validator(mode="after")
+    def _buses_known(self) -> Settings:
+        bus_ids = {b.id for b in self.buses}
+        if len(bus_ids) != len(self.buses):
+            raise ValueError("two buses with the same id")
+        slaves: set[tuple[str, int]] = set()
+        for board in self.boards:
+            if board.transport != "modbus":
+                continue
+            if board.bus not in bus_ids:
+                raise ValueError(f"board {board.id}: unknown bus {board.bus!r}")
+            key = (str(board.bus), int(board.slave or 0))
+            if key in slaves:
+                raise ValueError(f"board {board.id}: slave {board.slave} is taken on {board.bus}")
+            slaves.add(key)
+        return self
+
+    def mqtt_ports(self) -> set[int]:
+        return {p for b in self.boards if b.transport == "mqtt" for p in b.ports}
+
+    def modbus_buses(self) -> list[ModbusBusSettings]:
+        """One bus master's settings per [[buses]] entry that has boards."""
+        out = []
+        for bus in self.buses:
+            boards = {
+                int(b.slave or 0): (b.id, tuple(b.ports))
+                for b in self.boards
+                if b.transport == "modbus" and b.bus == bus.id
+            }
+            if boards:
+                fields = bus.model_dump(exclude={"id"})
+                out.append(ModbusBusSettings(boards=boards, bus_id=bus.id, **fields))
+        return out
 
     def layout(self) -> ShedLayout:
         bays = {int(k): v for k, v in self.bays.items()}
@@ -96,6 +168,9 @@ def settings_from_dict(raw: dict[str, Any], source: str = "config") -> Settings:
         settings.layout().validate()
         settings.rule_config().validate()
         settings.tariff_model()
+        settings.modbus_buses()
     except TariffError as err:
         raise ConfigError("invalid_tariff", f"{source}: tariff: {err}") from err
+    except ModbusConfigError as err:
+        raise ConfigError("invalid_bus", f"{source}: buses: {err}") from err
     return settings

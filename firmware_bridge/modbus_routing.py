@@ -59,6 +59,13 @@ class RoutingBridge:
             self._routes.update(dict.fromkeys(wanted, bridge))
         self._members[name] = bridge
 
+    def members(self) -> list[PortBridge]:
+        return list(self._members.values())
+
+    def member(self, name: str) -> PortBridge:
+        """The bridge added under `name` (KeyError if none)."""
+        return self._members[name]
+
     def route(self, port: int) -> PortBridge:
         bridge = self._routes.get(port, self._default)
         if bridge is None:

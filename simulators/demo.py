@@ -44,17 +44,27 @@ from controller.core.model import (
 from controller.runtime import running_controller
 from controller.service import ControllerService
 from controller.settings import Settings, settings_from_dict
+from firmware_bridge.modbus_bridge import ModbusBridge
+from firmware_bridge.modbus_routing import RoutingBridge
+from firmware_bridge.mqtt_adapter import MqttBridge
 from simulators import ebike
-from simulators.board import SimBoard
 from simulators.mqtt_runner import MqttDeviceRunner
 from simulators.scaled_clock import ScaledClock
 from simulators.scenario import HOUR_MS, TZ_OFFSET_MS, Arrival, bay_count, plan_day
-from simulators.sensors import BaySensor, EnvSensor
-from simulators.wire import Device
+from simulators.shed_sim import (
+    BUS_BAUD,
+    BUS_ID,
+    BoardPlan,
+    SimShedDevices,
+    Transport,
+    make_shed_devices,
+    plan_boards,
+)
 
 log = logging.getLogger("ebshed.demo")
 SHED = "demo-1"
 STEP_S = 10  # simulated seconds per driver step at max speed
+MODBUS_STEP_S = 30  # with an RS-485 bus each step costs a real poll cycle on the wire
 STAFF_ACK_MS = 10 * 60_000
 STAFF_CLEAR_MS = 20 * 60_000
 
@@ -67,6 +77,7 @@ class DemoOptions:
     sockets: int = 24
     seed: int = 7
     start_hour: float = 18.0
+    transport: Transport = "mqtt"
     live: bool = False
 
 
@@ -108,48 +119,38 @@ def demo_start_ms(start_hour: float) -> int:
     return midnight_utc * 1000 - TZ_OFFSET_MS + int(start_hour * HOUR_MS)
 
 
-def demo_settings(sockets: int, broker_port: int, data_dir: Path) -> Settings:
-    boards = []
-    for i, first in enumerate(range(1, sockets + 1, 12)):
-        ports = list(range(first, min(first + 12, sockets + 1)))
-        boards.append({"id": f"b{i + 1}", "ports": ports})
+def demo_settings(sockets: int, broker_port: int, data_dir: Path,
+                  plans: list[BoardPlan], bus_device: str | None) -> Settings:
+    boards: list[dict[str, Any]] = []
+    for plan in plans:
+        board: dict[str, Any] = {"id": plan.board_id, "ports": list(plan.ports)}
+        if plan.transport == "modbus":
+            board.update(transport="modbus", bus=BUS_ID, slave=plan.slave)
+        boards.append(board)
+    buses = []
+    if bus_device is not None:
+        # a simulated bus on a pty runs 8N2 (see docs/modbus-contract.md)
+        buses.append({"id": BUS_ID, "device": bus_device, "baud": BUS_BAUD, "parity": "N",
+                      "stopbits": 2})
     bays: dict[str, int | None] = {str(b): b for b in range(1, bay_count(sockets) + 1)}
     bays[str(len(bays) + 1)] = None  # two parking-only bays
     bays[str(len(bays) + 1)] = None
-    cards: list[dict[str, Any]] = [{"uid": f"C0DE{n:04X}", "balance_fen": 1000} for n in range(40)]
-    cards += [{"uid": f"9A9A{n:04X}", "plan_until_ms": 4_102_444_800_000} for n in range(12)]
+    # distinct low words: an RS-485 card reader reports only the last 4 hex digits
+    cards: list[dict[str, Any]] = [
+        {"uid": f"C0DE{0x1001 + n:04X}", "balance_fen": 1000} for n in range(40)
+    ]
+    cards += [{"uid": f"9A9A{0x2001 + n:04X}", "plan_until_ms": 4_102_444_800_000}
+              for n in range(12)]
     return settings_from_dict(
         {
             "shed": {"id": SHED, "name": "示范小区 1号车棚", "data_dir": str(data_dir)},
             "mqtt": {"host": "127.0.0.1", "port": broker_port, "keepalive": 60},
             "boards": boards,
+            "buses": buses,
             "bays": bays,
             "cards": cards,
         }
     )
-
-
-def make_devices(
-    settings: Settings, rng: random.Random, start_ms: int, fast: bool
-) -> tuple[list[SimBoard], dict[int, BaySensor], EnvSensor]:
-    boards = []
-    for i, b in enumerate(settings.boards):
-        # the second board's meters start just below the u32 wrap: it wraps during the day
-        wh_start = {p: (4_294_966_000 if i == 1 else 0) + 37 * p for p in b.ports}
-        boards.append(
-            SimBoard(
-                settings.shed.id, b.id, b.ports, rng=rng, start_ms=start_ms,
-                interval_on_s=10.0 if fast else 2.0, interval_off_s=60.0 if fast else 30.0,
-                wh_start=wh_start,
-            )
-        )
-    bays = {
-        int(b): BaySensor(settings.shed.id, int(b), rng=rng, start_ms=start_ms)
-        for b in settings.bays
-    }
-    smoke = EnvSensor(settings.shed.id, "smoke-1", "smoke", rng=rng, start_ms=start_ms,
-                      interval_s=300.0)
-    return boards, bays, smoke
 
 
 @dataclass
@@ -166,10 +167,7 @@ class DemoShed:
 
     settings: Settings
     service: ControllerService
-    runner: MqttDeviceRunner
-    boards: list[SimBoard]
-    bays: dict[int, BaySensor]
-    smoke: EnvSensor
+    devices: SimShedDevices
     arrivals: list[Arrival]
     rng: random.Random
     end_ms: int
@@ -184,7 +182,7 @@ class DemoShed:
     faults_seen: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.board_of = {p: b for b in self.boards for p in b.ports}
+        self.bays = self.devices.bays
         self.card_pool = [c["uid"] for c in self.settings.cards if "balance_fen" in c]
         self.plan_pool = [c["uid"] for c in self.settings.cards if "plan_until_ms" in c]
         self.service.add_listener(self._on_action)
@@ -193,19 +191,19 @@ class DemoShed:
         if smoke_at < self.end_ms:
             self.events += [(smoke_at, "smoke_on"), (smoke_at + 120_000, "smoke_off")]
         cut_at = now + int(HOUR_MS * ((4.0 - ((now + TZ_OFFSET_MS) / HOUR_MS) % 24) % 24))
-        if cut_at < self.end_ms and len(self.boards) > 1:
+        if cut_at < self.end_ms and self.devices.mqtt_boards:
             self.events += [(cut_at, "power_cut"), (cut_at + 5 * 60_000, "power_restore")]
         self.events.sort()
 
     def _on_action(self, action: Action) -> None:
         if isinstance(action, SessionOpened):
             s = action.session
-            self.gt_start[s.id] = self.board_of[s.port].true_wh(s.port)
+            self.gt_start[s.id] = self.devices.true_wh(s.port)
         elif isinstance(action, SessionClosed):
             s = action.session
             start = self.gt_start.get(s.id)
             if start is not None:
-                self.ground_truth[s.id] = self.board_of[s.port].true_wh(s.port) - start
+                self.ground_truth[s.id] = self.devices.true_wh(s.port) - start
 
     @property
     def open_sessions(self) -> int:
@@ -234,14 +232,17 @@ class DemoShed:
         self._staff(now_ms)
 
     async def _scripted(self, what: str, now_ms: int) -> None:
+        runner = self.devices.runner
+        assert runner is not None
+        victim = self.devices.mqtt_boards[-1].board_id if self.devices.mqtt_boards else None
         if what == "smoke_on":
-            self.runner.publish(self.smoke, self.smoke.set_smoke(True, now_ms))
+            self.devices.set_smoke(True, now_ms)
         elif what == "smoke_off":
-            self.runner.publish(self.smoke, self.smoke.set_smoke(False, now_ms))
-        elif what == "power_cut":
-            await self.runner.power_cut(self.boards[-1].board_id)
-        elif what == "power_restore":
-            await self.runner.power_restore(self.boards[-1].board_id)
+            self.devices.set_smoke(False, now_ms)
+        elif what == "power_cut" and victim:
+            await runner.power_cut(victim)
+        elif what == "power_restore" and victim:
+            await runner.power_restore(victim)
 
     def _free_port(self) -> int | None:
         core = self.service.core
@@ -263,7 +264,7 @@ class DemoShed:
             bay = self._free_bay(None) or self._free_bay(self._free_port())
             if bay is not None:
                 self.occupants.append(Occupant(a, None, bay))
-                self.runner.publish(self.bays[bay], self.bays[bay].set_occupied(True, now_ms))
+                self.devices.set_bay(bay, True, now_ms)
             return
         port = self._free_port()
         if port is None:
@@ -272,13 +273,12 @@ class DemoShed:
         bay = self._free_bay(port)
         occ = Occupant(a, port, bay)
         self.occupants.append(occ)
-        board = self.board_of[port]
-        self.runner.publish(board, board.plug(port, self._bike(a), now_ms))
+        self.devices.plug(port, self._bike(a), now_ms)
         if bay is not None:
-            self.runner.publish(self.bays[bay], self.bays[bay].set_occupied(True, now_ms))
+            self.devices.set_bay(bay, True, now_ms)
         if a.pay in ("card", "plan"):
             pool = self.card_pool if a.pay == "card" else self.plan_pool
-            self.runner.publish(board, board.tap_card(port, self.rng.choice(pool), now_ms))
+            self.devices.tap(port, self.rng.choice(pool), now_ms)
         else:
             mode: AuthMode = "until_full" if a.pay == "order_full" else "amount"
             result = self.service.start_session(
@@ -310,10 +310,9 @@ class DemoShed:
     def _leave(self, occ: Occupant, now_ms: int) -> None:
         self.occupants.remove(occ)
         if occ.port is not None:
-            board = self.board_of[occ.port]
-            self.runner.publish(board, board.unplug(occ.port, now_ms))
+            self.devices.unplug(occ.port, now_ms)
         if occ.bay is not None:
-            self.runner.publish(self.bays[occ.bay], self.bays[occ.bay].set_occupied(False, now_ms))
+            self.devices.set_bay(occ.bay, False, now_ms)
 
     def _staff(self, now_ms: int) -> None:
         """A diligent staff member: acknowledges alarms, clears faults after a check."""
@@ -348,9 +347,16 @@ class Barrier:
         self.runner = runner
         self.quiet_s = quiet_s
         self.offset = 0  # received minus published when everything has arrived
+        bridge = service.bridge
+        self.buses: list[ModbusBridge] = []
+        if isinstance(bridge, RoutingBridge):
+            self.buses = [b for b in bridge.members() if isinstance(b, ModbusBridge)]
+            bridge = bridge.member("mqtt")
+        assert isinstance(bridge, MqttBridge)
+        self.mqtt = bridge
 
     def _snapshot(self) -> tuple[int, ...]:
-        c = self.service.bridge.counters()  # type: ignore[union-attr]
+        c = self.mqtt.counters()
         return (c["received"], c["commands_sent"], c["pending_commands"],
                 self.runner.published, self.runner.commands_handled)
 
@@ -359,6 +365,9 @@ class Barrier:
         await self.settle(quiet_only=True)
 
     async def settle(self, timeout_s: float = 30.0, *, quiet_only: bool = False) -> None:
+        for bus in self.buses if not quiet_only else ():
+            # a whole poll cycle at the new time (advance the clock first), commands done
+            await asyncio.wait_for(bus.barrier(), timeout_s)
         deadline = time.monotonic() + timeout_s
         last, still_since, spins = None, time.monotonic(), 0
         while time.monotonic() < deadline:
@@ -393,17 +402,22 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
     hours = opts.hours if opts.hours is not None else 24.0 * 365
     wall0 = time.monotonic()
     try:
-        async with embedded_broker() as broker_port:
-            settings = demo_settings(opts.sockets, broker_port, data_dir)
-            boards, bays, smoke = make_devices(settings, rng, start_ms, fast)
+        async with embedded_broker() as broker_port, contextlib.AsyncExitStack() as stack:
+            plans = plan_boards(opts.sockets, opts.transport)
+            bay_numbers = list(range(1, bay_count(opts.sockets) + 3))
+            devices = make_shed_devices(SHED, plans, bay_numbers, rng, clock, fast)
+            if devices.bus is not None:
+                await stack.enter_async_context(devices.bus)
+            bus_device = devices.bus.device if devices.bus is not None else None
+            settings = demo_settings(opts.sockets, broker_port, data_dir, plans, bus_device)
             service = ControllerService(settings, clock)
-            devices: list[Device] = [*boards, *bays.values(), smoke]
             controller = running_controller(settings, clock, service)
             await controller.__aenter__()
-            runner = MqttDeviceRunner("127.0.0.1", broker_port, SHED, devices, clock)
+            runner = MqttDeviceRunner("127.0.0.1", broker_port, SHED, devices.mqtt_devices, clock)
+            devices.runner = runner
             try:
                 await runner.start()
-                shed = DemoShed(settings, service, runner, boards, bays, smoke,
+                shed = DemoShed(settings, service, devices,
                                 plan_day(rng, start_ms, hours, opts.sockets), rng,
                                 start_ms + int(hours * HOUR_MS))
                 if fast:
@@ -412,6 +426,7 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 else:
                     await _run_live(shed, clock, opts.live)
                 summary = summarize(shed, clock.now_ms() - start_ms, time.monotonic() - wall0)
+                summary["transport"] = opts.transport
             finally:
                 # The controller goes first: boards leaving must not raise alarms.
                 await controller.__aexit__(None, None, None)
@@ -425,15 +440,18 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
 
 async def _run_max(shed: DemoShed, clock: SimClock) -> None:
     t = clock.now_ms()
-    barrier = Barrier(shed.service, shed.runner)
+    runner = shed.devices.runner
+    assert runner is not None
+    barrier = Barrier(shed.service, runner)
     await barrier.calibrate()
+    step_s = STEP_S if not barrier.buses else MODBUS_STEP_S
     # Past the end: no new arrivals; sessions still running end by themselves.
     limit = shed.end_ms + 26 * HOUR_MS
     while not shed.finished(t) and t < limit:
-        t += STEP_S * 1000
+        t += step_s * 1000
         clock.advance_to(t)
         await shed.play(t)
-        await shed.runner.step(t)
+        await runner.step(t)
         await barrier.settle()
 
 
@@ -445,7 +463,9 @@ async def _run_live(shed: DemoShed, clock: Clock, live: bool) -> None:
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, stop.set)
-    ticker = shed.runner.spawn(shed.runner.run(tick_s=1.0))
+    runner = shed.devices.runner
+    assert runner is not None
+    ticker = runner.spawn(runner.run(tick_s=1.0))
     view = LiveView(shed.service, shed) if live else None
     try:
         with view.show() if view else contextlib.nullcontext():
@@ -510,16 +530,30 @@ def summarize(shed: DemoShed, sim_ms: int, wall_s: float) -> dict[str, Any]:
 
 
 async def run_sim_shed(settings: Settings, speed: float, seed: int) -> None:
-    """Simulated boards and bikes for a real controller (`ebshed sim shed`)."""
+    """Simulated boards and bikes for a real controller (`ebshed sim shed`).
+
+    MQTT boards connect to the configured broker; RS-485 boards answer on a
+    pseudo-terminal linked at the configured bus device path.
+    """
     rng = random.Random(seed)
     clock = ScaledClock(int(time.time() * 1000), speed)
-    boards, bays, smoke = make_devices(settings, rng, clock.now_ms(), fast=False)
-    arrivals = plan_day(rng, clock.now_ms(), 24 * 365, len(settings.layout().ports))
-    cards = [c["uid"] for c in settings.cards] or ["04A1B2C3"]
-    board_of = {p: b for b in boards for p in b.ports}
+    plans = [BoardPlan(b.id, tuple(b.ports), b.transport, b.slave) for b in settings.boards]
+    if len(settings.buses) > 1:
+        raise ValueError("the simulator serves one RS-485 bus per process")
+    devices = make_shed_devices(settings.shed.id, plans, [int(b) for b in settings.bays], rng,
+                                clock, fast=False)
+    if devices.bus is not None:
+        devices.bus.link = settings.buses[0].device
+    arrivals = plan_day(rng, clock.now_ms(), 24 * 365, len(devices.ports))
+    cards = [str(c["uid"]) for c in settings.cards] or ["04A1B2C3"]
     plugged: dict[int, int] = {}
-    async with MqttDeviceRunner(settings.mqtt.host, settings.mqtt.port, settings.shed.id,
-                                [*boards, *bays.values(), smoke], clock) as runner:
+    async with contextlib.AsyncExitStack() as stack:
+        if devices.bus is not None:
+            await stack.enter_async_context(devices.bus)
+            log.info("RS-485 boards answer on %s", settings.buses[0].device)
+        runner = MqttDeviceRunner(settings.mqtt.host, settings.mqtt.port, settings.shed.id,
+                                  devices.mqtt_devices, clock)
+        devices.runner = await stack.enter_async_context(runner)
         runner.spawn(runner.run(tick_s=1.0))
         i = 0
         while True:
@@ -527,17 +561,16 @@ async def run_sim_shed(settings: Settings, speed: float, seed: int) -> None:
             while i < len(arrivals) and arrivals[i].t_ms <= now:
                 a = arrivals[i]
                 i += 1
-                free = [p for p in board_of if p not in plugged]
+                free = [p for p in devices.ports if p not in plugged]
                 if a.who == "parker" or not free:
                     continue
                 port = rng.choice(free)
                 plugged[port] = a.leave_ms
-                board = board_of[port]
-                runner.publish(board, board.plug(port, ebike.random_bike(rng), now))
-                runner.publish(board, board.tap_card(port, rng.choice(cards), now))
+                devices.plug(port, ebike.random_bike(rng), now)
+                devices.tap(port, rng.choice(cards), now)
                 log.info("bike %s plugged into socket %d", a.id, port)
             for port, leave in list(plugged.items()):
                 if leave <= now:
                     del plugged[port]
-                    runner.publish(board_of[port], board_of[port].unplug(port, now))
+                    devices.unplug(port, now)
             await clock.sleep(5)

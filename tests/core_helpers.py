@@ -50,6 +50,8 @@ class Rig:
                 on = cmd.op in ("on", "renew")
                 self.relay[cmd.port] = on
                 self._record(self.core.handle(CmdAck(cmd.port, cmd.id, True, on), self.now))
+                if cmd.op == "off":  # boards report at once when a relay changes
+                    self.tel(cmd.port, 0.0)
 
     def tel(
         self,

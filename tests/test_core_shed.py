@@ -382,3 +382,15 @@ def test_power_dropping_straight_to_zero_is_not_full() -> None:
     assert rig.core.ports[1].state is S.CHARGING  # never "full"
     rig.run(10 * 60, {1: 0.0, 2: 0, 3: 0, 4: 0})
     assert session.end_reason == "unplugged"
+
+
+def test_short_uid_from_an_rs485_reader_finds_its_card_if_unique() -> None:
+    rig = make_rig()
+    rig.core.set_cards([Card("04A1B2C3", 300), Card("0000B2C4", 300), Card("1111B2C4", 300)])
+    rig.feed(PortEvent(1, rig.now, "card", card_uid="B2C3"))
+    session = rig.core.ports[1].session
+    assert session is not None and session.auth.ref == "04A1B2C3"
+    rig.feed(PortEvent(2, rig.now, "card", card_uid="B2C4"))  # two cards end like this
+    assert rig.core.ports[2].session is None
+    rig.feed(PortEvent(1, rig.now, "card", card_uid="B2C3"))  # the same card stops it
+    assert session.end_reason == "card_stop"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
@@ -14,19 +15,28 @@ REQUIRED = {"sessions_started", "sessions_closed", "end_reasons", "billed_wh",
 PER_SESSION = {"id", "port", "end_reason", "billed_wh", "ground_truth_wh", "billed_fen"}
 
 
-def test_headless_evening_closes_every_session_and_bills_the_meter(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("transport", "sockets", "hours", "least"),
+    [("mqtt", 12, "2", 5), ("mixed", 24, "1", 5)],
+)
+def test_headless_evening_closes_every_session_and_bills_the_meter(
+    tmp_path: Path, transport: str, sockets: int, hours: str, least: int
+) -> None:
     out = tmp_path / "summary.json"
     result = CliRunner().invoke(app, [
-        "demo", "--hours", "2", "--speed", "max", "--summary-json", str(out),
-        "--sockets", "12", "--start-hour", "18.5", "--seed", "11",
-        "--data-dir", str(tmp_path / "data"),
+        "demo", "--hours", hours, "--speed", "max", "--summary-json", str(out),
+        "--sockets", str(sockets), "--start-hour", "18.5", "--seed", "11",
+        "--data-dir", str(tmp_path / "data"), "--transport", transport,
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text("utf-8"))
     assert summary.keys() >= REQUIRED
     sessions = summary["sessions"]
     assert sessions and all(s.keys() >= PER_SESSION for s in sessions)
-    assert summary["sessions_started"] == summary["sessions_closed"] == len(sessions) >= 5
+    assert summary["sessions_started"] == summary["sessions_closed"] == len(sessions) >= least
+    assert summary["transport"] == transport
+    if transport == "mixed":  # sessions ran on both the MQTT board and the RS-485 board
+        assert {s["port"] > 12 for s in sessions} == {True, False}
     assert summary["sessions_open"] == 0
     assert sum(summary["end_reasons"].values()) == len(sessions)
     for s in sessions:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 from controller.clock import SimClock
@@ -22,12 +23,15 @@ class RecordingBridge:
         self.service: ControllerService | None = None
         self.sent: list[PortCommand] = []
         self.relay: dict[int, bool] = {}
+        self.on_change: Callable[[int], None] | None = None
 
     def send_command(self, cmd: PortCommand) -> None:
         self.sent.append(cmd)
         self.relay[cmd.port] = cmd.op != "off"
         assert self.service is not None
         self.service.on_message(CmdAck(cmd.port, cmd.id, True, self.relay[cmd.port]))
+        if cmd.op == "off" and self.on_change is not None:  # a board reports the change
+            self.on_change(cmd.port)
 
     def publish_port_state(self, *args: object) -> None:
         pass
@@ -52,10 +56,13 @@ class Shed:
         self.bridge = RecordingBridge()
         self.bridge.service = self.service
         self.service.bridge = self.bridge
+        self.bridge.on_change = lambda port: self.sample(port, 0.0, self.wh.get(port, 0))
         self.seq = 0
+        self.wh: dict[int, int] = {}
 
     def sample(self, port: int, w: float, wh: int, relay: bool | None = None) -> None:
         self.seq += 1
+        self.wh[port] = wh
         on = self.bridge.relay.get(port, False) if relay is None else relay
         self.service.on_message(
             Telemetry(port, self.clock.now_ms(), self.seq, 230.0, w / 230, w, wh, on, 30.0)

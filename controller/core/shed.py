@@ -46,6 +46,7 @@ from firmware_bridge.messages import (
 
 S = SocketState
 CHECKPOINT_EVERY_MS = 60_000
+SHORT_UID_DIGITS = 4  # the low word of a UID, as RS-485 boards report it
 ENV_ALARM_KIND = {"smoke": "smoke", "temp": "env_overtemp", "water": "water"}
 
 
@@ -394,20 +395,22 @@ class ShedCore:
         return actions
 
     def _card_tap(self, p: Port, uid: str, now_ms: int, actions: list[Action]) -> None:
+        card = self._find_card(uid)
         s = p.session
-        if s is not None and s.auth.ref == uid and p.state in SESSION_STATES:
+        if (
+            s is not None
+            and p.state in SESSION_STATES
+            and s.auth.ref in (uid, getattr(card, "uid", None))
+        ):
             self._end(p, "card_stop", now_ms, actions)  # the same card taps again: stop
             return
-        card = self.cards.get(uid)
-        if card is None or card.blocked:
-            actions.append(
-                CardRefused(uid, p.number, "unknown_card" if card is None else "blocked")
-            )
+        if isinstance(card, str) or card.blocked:
+            actions.append(CardRefused(uid, p.number, card if isinstance(card, str) else "blocked"))
             return
         if card.plan_valid(now_ms):
-            auth = Authorization("plan", uid, None)
+            auth = Authorization("plan", card.uid, None)
         elif card.balance_fen >= self.rules.card_min_balance_fen:
-            auth = Authorization("card", uid, card.balance_fen)
+            auth = Authorization("card", card.uid, card.balance_fen)
         else:
             actions.append(CardRefused(uid, p.number, "insufficient_balance"))
             return
@@ -415,6 +418,20 @@ class ShedCore:
         if isinstance(result, Refusal):
             actions.append(CardRefused(uid, p.number, result.code))
         actions.extend(more)
+
+    def _find_card(self, uid: str) -> Card | str:
+        """The card with this uid, or why there is none. An RS-485 reader reports only
+        the last 4 hex digits: such a short uid names the one card that ends with them."""
+        card = self.cards.get(uid)
+        if card is not None:
+            return card
+        if len(uid) == SHORT_UID_DIGITS:
+            matches = [c for c in self.cards.values() if c.uid.endswith(uid)]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                return "ambiguous_card"
+        return "unknown_card"
 
     def _ack(self, ack: CmdAck, now_ms: int) -> list[Action]:
         pending = self.pending.pop(ack.id, None)
@@ -425,9 +442,9 @@ class ShedCore:
         s = p.session
         same_session = s is not None and s.id == pending.session_id
         if pending.op == "off" and ack.ok and not ack.relay:
+            # The session closes on the board's next reading with the relay off: that
+            # reading holds the final register, energy up to the very switch-off.
             p.commanded_on = False
-            if same_session and s is not None and s.stop_ms is not None:
-                self._close(p, now_ms, actions)
         elif ack.ok and pending.op == "on" and same_session:
             p.on_acked = ack.relay
         elif not ack.ok and pending.op == "on" and same_session and p.state in SESSION_STATES:

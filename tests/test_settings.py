@@ -62,3 +62,44 @@ def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(bad)
     assert err.value.code == "unreadable_config"
+
+
+BUS = {"id": "rs485-1", "device": "/dev/ttyUSB0", "baud": 9600}
+
+
+def test_mixed_shed_config_gives_one_bus_master_per_bus() -> None:
+    s = settings_from_dict({
+        "shed": {"id": "demo-1"},
+        "buses": [BUS],
+        "boards": [
+            {"id": "b1", "ports": [1, 2]},
+            {"id": "b2", "ports": [3, 4], "transport": "modbus", "bus": "rs485-1", "slave": 1},
+            {"id": "b3", "ports": [5], "transport": "modbus", "bus": "rs485-1", "slave": 2},
+        ],
+    })
+    assert s.mqtt_ports() == {1, 2}
+    (bus,) = s.modbus_buses()
+    assert bus.device == "/dev/ttyUSB0" and bus.parity == "E" and bus.baud == 9600
+    assert dict(bus.boards) == {1: ("b2", (3, 4)), 2: ("b3", (5,))}
+    assert s.layout().ports == (1, 2, 3, 4, 5)
+
+
+@pytest.mark.parametrize(
+    ("boards", "buses", "where"),
+    [
+        ([{"id": "b2", "ports": [3], "transport": "modbus"}], [BUS], "needs bus and slave"),
+        ([{"id": "b2", "ports": [3], "transport": "modbus", "bus": "nope", "slave": 1}], [BUS],
+         "unknown bus"),
+        ([{"id": "b2", "ports": [3], "transport": "modbus", "bus": "rs485-1", "slave": 1},
+          {"id": "b3", "ports": [4], "transport": "modbus", "bus": "rs485-1", "slave": 1}], [BUS],
+         "slave 1 is taken"),
+        ([{"id": "b2", "ports": [3], "bus": "rs485-1", "slave": 1}], [BUS], "for modbus boards"),
+        ([{"id": "b2", "ports": [3], "transport": "modbus", "bus": "rs485-1", "slave": 1}],
+         [{**BUS, "baud": 4800}], "baud"),
+        ([{"id": "b2", "ports": [3], "transport": "canbus"}], [], "transport"),
+    ],
+)
+def test_bad_bus_config_is_refused(boards: list, buses: list, where: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict({"shed": {"id": "demo-1"}, "boards": boards, "buses": buses})
+    assert where in str(err.value)

@@ -8,10 +8,13 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 
+import httpx
+
 from controller import __version__
 from controller.clock import Clock
 from controller.service import ControllerService
 from controller.settings import Settings
+from controller.uplink import CommandPoller, Uplink
 from firmware_bridge.modbus_bridge import ModbusBridge
 from firmware_bridge.modbus_routing import RoutingBridge
 from firmware_bridge.mqtt_adapter import MqttBridge, MqttSettings
@@ -69,14 +72,31 @@ async def running_controller(
         mqtt = bridge.member("mqtt") if isinstance(bridge, RoutingBridge) else bridge
         assert isinstance(mqtt, MqttBridge)
         await asyncio.wait_for(mqtt.wait_connected(), 30)
-        ticker = asyncio.create_task(service.run(stop), name="controller-tick")
+        tasks = [asyncio.create_task(service.run(stop), name="controller-tick")]
+        client = None
+        if settings.central is not None:
+            client = httpx.AsyncClient(
+                base_url=settings.central.url,
+                headers={"Authorization": f"Bearer {settings.central.token}"},
+                timeout=httpx.Timeout(10.0, read=settings.central.poll_wait_s + 10.0),
+            )
+            uplink = Uplink(service, client, clock)
+            service.on_outbox(uplink.wake.set)
+            poller = CommandPoller(service, client, clock, wait_s=settings.central.poll_wait_s)
+            service.uplink, service.poller = uplink, poller
+            tasks += [
+                asyncio.create_task(uplink.run(), name="uplink"),
+                asyncio.create_task(poller.run(), name="central-commands"),
+            ]
         try:
             yield service
         finally:
             stop.set()
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if client is not None:
+                await client.aclose()
             service.shutdown()
 
 

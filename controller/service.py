@@ -9,11 +9,12 @@ core's timers. This module decides no policy: every rule is in the core.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from controller.clock import Clock
 from controller.core.model import (
@@ -32,8 +33,10 @@ from controller.core.model import (
     SessionOpened,
 )
 from controller.core.shed import ShedCore
+from controller.core.tariffs import tariff_from_dict
 from controller.settings import Settings
 from controller.store import EdgeStore, open_engine
+from controller.uplink_records import Record, RecordMaker
 from firmware_bridge.messages import DeviceMessage, PortCommand
 
 log = logging.getLogger("ebshed.controller")
@@ -74,10 +77,12 @@ class ControllerService:
             settings.db_path.parent.mkdir(parents=True, exist_ok=True)
             store = EdgeStore(open_engine(settings.db_path))
         self.store = store
+        stored_tariff = store.meta("tariff")  # the newest tariff sent by the central API
+        tariff = tariff_from_dict(json.loads(stored_tariff)) if stored_tariff else None
         self.core = ShedCore(
             settings.layout(),
             self.rules,
-            settings.tariff_model(),
+            tariff or settings.tariff_model(),
             new_id or (lambda: uuid.uuid4().hex),
             clock.now_ms(),
         )
@@ -86,6 +91,12 @@ class ControllerService:
         self.closed: list[Session] = []  # closed since start, for summaries and tests
         self._checkpoints: dict[str, Session] = {}
         self._listeners: list[Callable[[Action], None]] = []
+        # Records for the central API, if this shed reports to one.
+        self.records = RecordMaker() if settings.central is not None else None
+        self._outbox: list[Record] = []
+        self._outbox_listeners: list[Callable[[], None]] = []
+        self.uplink: Any = None  # set by the runtime when a central API is configured
+        self.poller: Any = None
         self._restore()
 
     def _restore(self) -> None:
@@ -106,6 +117,10 @@ class ControllerService:
 
     def add_listener(self, fn: Callable[[Action], None]) -> None:
         self._listeners.append(fn)
+
+    def on_outbox(self, fn: Callable[[], None]) -> None:
+        """Called after records were written to the outbox (the uplink wakes up)."""
+        self._outbox_listeners.append(fn)
 
     # ---- inputs ------------------------------------------------------------
 
@@ -149,6 +164,14 @@ class ControllerService:
         if self._checkpoints:
             self.store.save_sessions(self._checkpoints.values(), now)
             self._checkpoints.clear()
+        self.flush_outbox()
+
+    def flush_outbox(self) -> None:
+        if self._outbox:
+            self.store.enqueue(self._outbox)
+            self._outbox.clear()
+            for listener in self._outbox_listeners:
+                listener()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Drive the core's timers until `stop` is set."""
@@ -207,5 +230,9 @@ class ControllerService:
             elif isinstance(action, CardRefused):
                 refusals = self.stats.card_refusals
                 refusals[action.reason] = refusals.get(action.reason, 0) + 1
+            if self.records is not None:
+                self._outbox += self.records.records_for(action, now)
             for listener in self._listeners:
                 listener(action)
+        if self._outbox and any(isinstance(a, SessionOpened | SessionClosed) for a in actions):
+            self.flush_outbox()  # money-relevant records do not wait for the next tick

@@ -38,6 +38,15 @@ class MqttSettings(BaseModel):
     client_id: str | None = None
 
 
+class CentralSettings(BaseModel):
+    """The central API this shed reports to (docs/uplink-contract.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^https?://")
+    token: str = Field(min_length=8)
+    poll_wait_s: int = Field(default=25, ge=1, le=30)
+
+
 class BoardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=SHED_ID_PATTERN)
@@ -84,6 +93,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shed: ShedSettings
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    central: CentralSettings | None = None
     boards: list[BoardSettings] = Field(min_length=1)
     buses: list[BusSettings] = []
     bays: dict[str, int | None] = {}

@@ -9,6 +9,7 @@ then reconciles them with what the boards report.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from sqlalchemy import (
     Integer,
     String,
     create_engine,
+    delete,
     event,
+    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -100,6 +103,40 @@ class CardLedgerRow(Base):
     balance_after_fen: Mapped[int] = mapped_column(BigInteger)
     ts_ms: Mapped[int] = mapped_column(BigInteger)
     note: Mapped[str] = mapped_column(String(128), default="")
+
+
+class OutboxRow(Base):
+    """Records waiting for the central API, oldest first (see docs/uplink-contract.md)."""
+
+    __tablename__ = "outbox"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(BigInteger)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RecordVersionRow(Base):
+    """The newest version enqueued per (kind, key): the next record gets one more."""
+
+    __tablename__ = "record_versions"
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
+class CommandDoneRow(Base):
+    """Central commands carried out, with their result (a command runs once)."""
+
+    __tablename__ = "commands_done"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reported: Mapped[bool] = mapped_column(Boolean, default=False)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class MetaRow(Base):
@@ -281,6 +318,71 @@ class EdgeStore:
     def alarm_rows(self) -> list[AlarmRow]:
         with self._sessions() as db:
             return list(db.scalars(select(AlarmRow).order_by(AlarmRow.raised_ms)))
+
+
+    # ---- uplink outbox and central commands ---------------------------------
+
+    def enqueue(self, records: Iterable[tuple[str, str, int, dict[str, Any]]]) -> int:
+        """Add (kind, key, ts_ms, data) records to the outbox, each with the next version
+        of its key, in one transaction. Returns how many were added."""
+        n = 0
+        with self._sessions.begin() as db:
+            for kind, key, ts_ms, data in records:
+                ver = db.get(RecordVersionRow, (kind, key))
+                if ver is None:
+                    ver = RecordVersionRow(kind=kind, key=key, version=0)
+                    db.add(ver)
+                ver.version += 1
+                db.add(OutboxRow(id=uuid.uuid4().hex, kind=kind, key=key, version=ver.version,
+                                 ts_ms=ts_ms, data=data))
+                n += 1
+        return n
+
+    def outbox_batch(self, limit: int) -> list[dict[str, Any]]:
+        with self._sessions() as db:
+            rows = db.scalars(select(OutboxRow).order_by(OutboxRow.seq).limit(limit)).all()
+            return [{"id": r.id, "kind": r.kind, "key": r.key, "version": r.version,
+                     "ts": r.ts_ms, "data": r.data} for r in rows]
+
+    def outbox_delete(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        if ids:
+            with self._sessions.begin() as db:
+                db.execute(delete(OutboxRow).where(OutboxRow.id.in_(ids)))
+
+    def outbox_depth(self) -> int:
+        with self._sessions() as db:
+            return int(db.scalar(select(func.count()).select_from(OutboxRow)) or 0)
+
+    def meta(self, key: str) -> str | None:
+        with self._sessions() as db:
+            row = db.get(MetaRow, key)
+            return row.value if row is not None else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._sessions.begin() as db:
+            db.merge(MetaRow(key=key, value=value))
+
+    def command_done(self, cmd_id: str) -> CommandDoneRow | None:
+        with self._sessions() as db:
+            return db.get(CommandDoneRow, cmd_id)
+
+    def save_command(self, cmd_id: str, seq: int, kind: str, result: dict[str, Any],
+                     ts_ms: int) -> None:
+        with self._sessions.begin() as db:
+            db.merge(CommandDoneRow(id=cmd_id, seq=seq, kind=kind, result=result,
+                                    reported=False, ts_ms=ts_ms))
+
+    def command_reported(self, cmd_id: str) -> None:
+        with self._sessions.begin() as db:
+            row = db.get(CommandDoneRow, cmd_id)
+            if row is not None:
+                row.reported = True
+
+    def unreported_commands(self) -> list[CommandDoneRow]:
+        with self._sessions() as db:
+            return list(db.scalars(select(CommandDoneRow).where(CommandDoneRow.reported.is_(False))
+                                   .order_by(CommandDoneRow.seq)))
 
 
 _ALARM_FIELDS = (

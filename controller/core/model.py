@@ -144,9 +144,17 @@ class CardRefused:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class BayChanged:
+    bay: int
+    occupied: bool
+    since_ms: int
+
+
 Action = (
     SendCommand
     | PublishState
+    | BayChanged
     | SessionOpened
     | SessionCheckpoint
     | SessionClosed

@@ -20,6 +20,7 @@ from controller.core.model import (
     Alarm,
     AlarmChanged,
     Authorization,
+    BayChanged,
     Card,
     CardDebited,
     CardRefused,
@@ -472,13 +473,15 @@ class ShedCore:
         if bay is None:
             return []
         bay.last_seen_ms = now_ms
-        if m.occupied != bay.occupied:
-            bay.occupied, bay.since_ms, bay.alerted = m.occupied, now_ms, False
-            if not m.occupied:
-                return self._clear_alarms(
-                    lambda a: a.kind == "bay_idle" and a.bay == bay.number, now_ms
-                )
-        return []
+        if m.occupied == bay.occupied:
+            return []
+        bay.occupied, bay.since_ms, bay.alerted = m.occupied, now_ms, False
+        actions: list[Action] = [BayChanged(bay.number, bay.occupied, now_ms)]
+        if not m.occupied:
+            actions += self._clear_alarms(
+                lambda a: a.kind == "bay_idle" and a.bay == bay.number, now_ms
+            )
+        return actions
 
     def _env(self, m: EnvReading, now_ms: int) -> list[Action]:
         kind = ENV_ALARM_KIND[m.kind]

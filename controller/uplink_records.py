@@ -1,0 +1,116 @@
+"""Outbox records for the central API, made from the core's actions (pure).
+
+Each record is `(kind, key, ts_ms, data)`; the store gives it the next version
+of its key when it is written (docs/uplink-contract.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.core.model import (
+    Action,
+    AlarmChanged,
+    BayChanged,
+    PublishState,
+    Session,
+    SessionCheckpoint,
+    SessionClosed,
+    SessionOpened,
+)
+from controller.core.tariffs import bill_to_dict
+
+Record = tuple[str, str, int, dict[str, Any]]  # kind, key, ts_ms, data
+
+
+def session_data(s: Session) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "port": s.port,
+        "auth": {
+            "kind": s.auth.kind,
+            "ref": s.auth.ref,
+            "prepaid_fen": s.auth.prepaid_fen,
+            "mode": s.auth.mode,
+        },
+        "tariff": {"id": s.tariff.id, "version": s.tariff.version},
+        "started_ms": s.started_ms,
+        "stop_ms": s.stop_ms,
+        "ended_ms": s.ended_ms,
+        "end_reason": s.end_reason,
+        "first_wh": s.first_wh,
+        "last_wh": s.last_wh,
+        "energy_wh": s.energy_wh,
+        "peak_w": s.peak_w,
+        "w": s.w,
+        "cost_fen": s.usage.cost_so_far_fen(s.tariff),
+        "billed_fen": s.charged_fen,
+        "refund_fen": s.refund_fen,
+        "bill": bill_to_dict(s.bill) if s.bill is not None else None,
+        "flags": sorted(s.flags),
+        "reasons": [list(r) for r in s.reasons],
+    }
+
+
+@dataclass
+class RecordMaker:
+    """Remembers the last socket state sent, so only changes become records."""
+
+    sent_states: dict[int, str] = field(default_factory=dict)
+
+    def records_for(self, action: Action, now_ms: int) -> list[Record]:
+        if isinstance(action, SessionOpened | SessionCheckpoint | SessionClosed):
+            s = action.session
+            return [("session", s.id, now_ms, session_data(s))]
+        if isinstance(action, PublishState):
+            if self.sent_states.get(action.port) == action.state:
+                return []
+            self.sent_states[action.port] = action.state
+            return [
+                (
+                    "socket",
+                    str(action.port),
+                    now_ms,
+                    {
+                        "port": action.port,
+                        "state": action.state,
+                        "since": action.since,
+                        "session": action.session,
+                    },
+                )
+            ]
+        if isinstance(action, AlarmChanged):
+            a = action.alarm
+            return [
+                (
+                    "alarm",
+                    a.id,
+                    now_ms,
+                    {
+                        "id": a.id,
+                        "kind": a.kind,
+                        "detail": a.detail,
+                        "port": a.port,
+                        "bay": a.bay,
+                        "board": a.board,
+                        "sensor": a.sensor,
+                        "raised_ms": a.raised_ms,
+                        "active": a.active,
+                        "acked_ms": a.acked_ms,
+                        "acked_by": a.acked_by,
+                        "note": a.note,
+                        "cleared_ms": a.cleared_ms,
+                    },
+                )
+            ]
+        if isinstance(action, BayChanged):
+            return [
+                (
+                    "bay",
+                    str(action.bay),
+                    now_ms,
+                    {"bay": action.bay, "occupied": action.occupied, "since": action.since_ms},
+                )
+            ]
+        return []

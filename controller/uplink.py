@@ -45,7 +45,23 @@ class Backoff:
         self.delay_s = 0.0
 
 
-class Uplink:
+class _CentralLink:
+    """What both directions of the link share: the service, an HTTP client, backoff."""
+
+    def __init__(
+        self,
+        service: ControllerService,
+        client: httpx.AsyncClient,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.service = service
+        self.client = client
+        self.clock = clock
+        self.backoff = Backoff(rng or random.Random())
+
+
+class Uplink(_CentralLink):
     def __init__(
         self,
         service: ControllerService,
@@ -54,10 +70,7 @@ class Uplink:
         rng: random.Random | None = None,
         idle_s: float = 1.0,
     ) -> None:
-        self.service = service
-        self.client = client
-        self.clock = clock
-        self.backoff = Backoff(rng or random.Random())
+        super().__init__(service, client, clock, rng)
         self.idle_s = idle_s
         self.counts = {"sent": 0, "applied": 0, "duplicates": 0, "rejected": 0, "errors": 0}
         self.wake = asyncio.Event()
@@ -124,7 +137,7 @@ class Uplink:
                     waiter.cancel()
 
 
-class CommandPoller:
+class CommandPoller(_CentralLink):
     CURSOR = "central_command_cursor"
 
     def __init__(
@@ -135,10 +148,7 @@ class CommandPoller:
         rng: random.Random | None = None,
         wait_s: int = 25,
     ) -> None:
-        self.service = service
-        self.client = client
-        self.clock = clock
-        self.backoff = Backoff(rng or random.Random())
+        super().__init__(service, client, clock, rng)
         self.wait_s = wait_s
         self.handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "start_session": self._start,

@@ -88,6 +88,7 @@ from firmware_bridge.modbus_registers import (
 )
 from firmware_bridge.modbus_settings import ModbusBusSettings
 from firmware_bridge.modbus_timing import sleep_until
+from firmware_bridge.tasks import cancel_and_wait
 
 __all__ = ["CycleStats", "ModbusBridge", "ModbusBusSettings", "ModbusConfigError", "Sink"]
 
@@ -122,16 +123,6 @@ class CycleStats:
 class _Job:
     cmd: PortCommand
     replay: CmdAck | None = None  # a repeated id: deliver this again, do not execute
-
-
-async def _cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
-    running = [task for task in tasks if not task.done()]
-    for task in running:
-        task.cancel()
-    results = await asyncio.gather(*running, return_exceptions=True)
-    for task, result in zip(running, results, strict=True):
-        if isinstance(result, Exception):
-            log.error("task %s failed while stopping", task.get_name(), exc_info=result)
 
 
 class ModbusBridge:
@@ -219,7 +210,7 @@ class ModbusBridge:
         """Stop polling and close the port. Commands still queued are dropped and counted."""
         task, self._task = self._task, None
         if task is not None:
-            await _cancel_and_wait(task)
+            await cancel_and_wait(task)
         self._line.close()
         dropped = len(self._queue) + (self._inflight is not None)
         if dropped:
@@ -444,7 +435,7 @@ class ModbusBridge:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
-                await _cancel_and_wait(*waits)
+                await cancel_and_wait(*waits)
 
     async def _clock_reaches(self, t_ms: int) -> None:
         # The time left is taken when the task runs: a SimClock may have moved meanwhile.

@@ -36,7 +36,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiomqtt
 
@@ -49,6 +49,7 @@ from firmware_bridge.mqtt_codec import (
     encode_controller_status,
     encode_port_state,
 )
+from firmware_bridge.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -193,17 +194,6 @@ def _bounded_queue(
     return BoundedQueue
 
 
-async def _cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
-    """Cancel and await the tasks still running (a finished one keeps its result)."""
-    running = [task for task in tasks if not task.done()]
-    for task in running:
-        task.cancel()
-    results = await asyncio.gather(*running, return_exceptions=True)
-    for task, result in zip(running, results, strict=True):
-        if isinstance(result, Exception):
-            log.error("task %s failed while stopping", task.get_name(), exc_info=result)
-
-
 class MqttBridge:
     """One shed's MQTT connection. Use `async with bridge:` or `start()` / `await stop()`."""
 
@@ -264,7 +254,7 @@ class MqttBridge:
             log.warning(
                 "MQTT bridge did not stop within %.1f s, cancelling", self._settings.stop_grace_s
             )
-            await _cancel_and_wait(task)
+            await cancel_and_wait(task)
 
     async def __aenter__(self) -> MqttBridge:
         self.start()
@@ -367,7 +357,7 @@ class MqttBridge:
         try:
             await self._connect_loop(client)
         finally:
-            await _cancel_and_wait(sender)
+            await cancel_and_wait(sender)
 
     def _make_client(self) -> aiomqtt.Client:
         s = self._settings
@@ -431,13 +421,13 @@ class MqttBridge:
             done, _ = await asyncio.wait({reader, stopping}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             self._went_offline()
-            await _cancel_and_wait(reader, stopping)
+            await cancel_and_wait(reader, stopping)
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
                 async with asyncio.timeout(1.0):  # cancelled: be brief
                     await self._publish_status(client, online=False)
             raise
         self._went_offline()
-        await _cancel_and_wait(reader, stopping)
+        await cancel_and_wait(reader, stopping)
         if reader in done:
             reader.result()  # raises the MqttError that ended the connection
             raise aiomqtt.MqttError("message stream ended")

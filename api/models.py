@@ -1,0 +1,356 @@
+"""Database tables of the central API (SQLAlchemy 2, typed).
+
+Conventions: times are integer milliseconds since the Unix epoch (`*_ms`),
+money is integer fen (`*_fen`), ids that sheds or payment providers give us
+are strings. Every change to these classes needs an Alembic migration
+(`api/migrations/`); a test fails when the two disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
+from sqlalchemy.types import TypeEngine
+
+# Named constraints, so that migrations can refer to them (and SQLite batch
+# migrations can rebuild tables) the same way on every database.
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
+Json: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
+
+ID_LEN: Final = 32  # compound and shed ids: [a-z0-9-]{1,32}
+REF_LEN: Final = 64  # ids sheds and providers give us (sessions, alarms, records)
+TRADE_NO_LEN: Final = 32  # out_trade_no: 6..32 of [A-Za-z0-9_-]
+
+ORDER_STATUSES: Final = (
+    "created",
+    "paid",
+    "starting",
+    "charging",
+    "closed",
+    "refunding",
+    "refunded",
+    "failed",
+    "expired",
+)
+ORDER_MODES: Final = ("until_full", "amount")
+REFUND_STATUSES: Final = ("pending", "processing", "success", "abnormal", "closed")
+ROLES: Final = ("resident", "staff", "office", "admin")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# ---------------------------------------------------------------- tenants and sheds
+
+
+class Compound(Base):
+    """A residential compound (小区): the tenant everything else belongs to."""
+
+    __tablename__ = "compounds"
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Shed(Base):
+    __tablename__ = "sheds"
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    compound_id: Mapped[str] = mapped_column(ForeignKey("compounds.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    # sha256 hex of the shed token; the token itself is shown once and never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    last_seen_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # Highest command seq issued to this shed. Bumped (row-locked) by every
+    # enqueue, so seqs commit in order; long polls watch it.
+    command_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class Socket(Base):
+    __tablename__ = "sockets"
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # controller.core.fsm.State values
+    since_ms: Mapped[int] = mapped_column(BigInteger)
+    disabled_reason: Mapped[str | None] = mapped_column(String(128))
+    session_id: Mapped[str | None] = mapped_column(String(REF_LEN))
+    power_w: Mapped[float | None] = mapped_column(Double)
+    reported_ms: Mapped[int | None] = mapped_column(BigInteger)  # the record's ts on the shed
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Bay(Base):
+    __tablename__ = "bays"
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    port: Mapped[int | None] = mapped_column(Integer)  # the socket next to it, if any
+    occupied: Mapped[bool] = mapped_column(Boolean)
+    since_ms: Mapped[int] = mapped_column(BigInteger)
+    reported_ms: Mapped[int | None] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Tariff(Base):
+    """A posted price, versioned: (id, version) never changes once stored.
+
+    `body` is `controller.core.tariffs.tariff_to_dict(...)`. A session is billed
+    under the tariff it started with: the session row keeps its own copy.
+    """
+
+    __tablename__ = "tariffs"
+    id: Mapped[str] = mapped_column(String(REF_LEN), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    compound_id: Mapped[str | None] = mapped_column(ForeignKey("compounds.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    body: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------- records from sheds
+
+
+class ChargeSession(Base):
+    """A charging session as the shed reported it (highest version applied)."""
+
+    __tablename__ = "charge_sessions"
+    __table_args__ = (Index(None, "shed_id", "ended_ms"),)
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(REF_LEN), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer)
+    auth_kind: Mapped[str] = mapped_column(String(16))  # order, card, plan
+    auth_ref: Mapped[str] = mapped_column(String(REF_LEN))
+    auth_mode: Mapped[str] = mapped_column(String(16))
+    prepaid_fen: Mapped[int | None] = mapped_column(BigInteger)
+    order_no: Mapped[str | None] = mapped_column(String(REF_LEN), index=True)
+    tariff_id: Mapped[str | None] = mapped_column(String(REF_LEN))
+    tariff_version: Mapped[int | None] = mapped_column(Integer)
+    tariff: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    started_ms: Mapped[int] = mapped_column(BigInteger)
+    stop_ms: Mapped[int | None] = mapped_column(BigInteger)
+    ended_ms: Mapped[int | None] = mapped_column(BigInteger)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    first_wh: Mapped[int | None] = mapped_column(BigInteger)
+    last_wh: Mapped[int | None] = mapped_column(BigInteger)
+    energy_wh: Mapped[int] = mapped_column(BigInteger)
+    peak_w: Mapped[float] = mapped_column(Double)
+    billed_fen: Mapped[int] = mapped_column(BigInteger)
+    refund_fen: Mapped[int] = mapped_column(BigInteger)
+    flags: Mapped[list[str]] = mapped_column(Json)
+    bill: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    data: Mapped[dict[str, Any]] = mapped_column(Json)  # everything the shed sent
+    version: Mapped[int] = mapped_column(BigInteger)
+    reported_ms: Mapped[int] = mapped_column(BigInteger)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+    # Set by the session-closed hook when the closing record was applied.
+    closed_received_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Alarm(Base):
+    __tablename__ = "alarms"
+    __table_args__ = (Index(None, "shed_id", "active"),)
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(REF_LEN), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    raised_ms: Mapped[int] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(String(256))
+    port: Mapped[int | None] = mapped_column(Integer)
+    bay: Mapped[int | None] = mapped_column(Integer)
+    board: Mapped[str | None] = mapped_column(String(REF_LEN))
+    sensor: Mapped[str | None] = mapped_column(String(REF_LEN))
+    active: Mapped[bool] = mapped_column(Boolean)
+    acked_ms: Mapped[int | None] = mapped_column(BigInteger)
+    acked_by: Mapped[str | None] = mapped_column(String(REF_LEN))
+    note: Mapped[str | None] = mapped_column(String(512))
+    cleared_ms: Mapped[int | None] = mapped_column(BigInteger)
+    reported_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RecordVersion(Base):
+    """Highest version applied per (shed, kind, key): what makes the uplink idempotent."""
+
+    __tablename__ = "record_versions"
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(REF_LEN), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    record_id: Mapped[str | None] = mapped_column(String(REF_LEN))
+    applied_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------- commands to sheds
+
+
+class Command(Base):
+    __tablename__ = "commands"
+    __table_args__ = (
+        UniqueConstraint("shed_id", "seq"),
+        Index(None, "result_ms", "created_ms"),  # sweeps for commands without a result
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    delivered_ms: Mapped[int | None] = mapped_column(BigInteger)  # first handed to the shed
+    result_ok: Mapped[bool | None] = mapped_column(Boolean)
+    result_code: Mapped[str | None] = mapped_column(String(REF_LEN))
+    result_message: Mapped[str | None] = mapped_column(String(512))
+    result_data: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    result_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------- money
+
+
+class Order(Base):
+    """A scan-to-pay order (contracts/payments-v1.md). Written by api/payments."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", ORDER_STATUSES), name="status"),
+        CheckConstraint(_one_of("mode", ORDER_MODES), name="mode"),
+        CheckConstraint("amount_fen > 0", name="amount_positive"),
+        Index(None, "shed_id", "port", "status"),
+    )
+    out_trade_no: Mapped[str] = mapped_column(String(TRADE_NO_LEN), primary_key=True)
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"))
+    port: Mapped[int] = mapped_column(Integer)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    mode: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    tariff_id: Mapped[str | None] = mapped_column(String(REF_LEN))
+    tariff_version: Mapped[int | None] = mapped_column(Integer)
+    code_url: Mapped[str | None] = mapped_column(String(256))
+    command_id: Mapped[str | None] = mapped_column(String(40))  # the start_session command
+    session_id: Mapped[str | None] = mapped_column(String(REF_LEN))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+    paid_ms: Mapped[int | None] = mapped_column(BigInteger)
+    closed_ms: Mapped[int | None] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Payment(Base):
+    """An applied payment notification: one per notification id and per transaction."""
+
+    __tablename__ = "payments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(String(REF_LEN), unique=True)
+    out_trade_no: Mapped[str] = mapped_column(ForeignKey("orders.out_trade_no"), index=True)
+    transaction_id: Mapped[str] = mapped_column(String(REF_LEN), unique=True)
+    trade_state: Mapped[str] = mapped_column(String(32))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    payer_total_fen: Mapped[int | None] = mapped_column(BigInteger)
+    success_ms: Mapped[int | None] = mapped_column(BigInteger)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Refund(Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", REFUND_STATUSES), name="status"),
+        CheckConstraint("amount_fen > 0", name="amount_positive"),
+    )
+    out_refund_no: Mapped[str] = mapped_column(String(REF_LEN), primary_key=True)
+    out_trade_no: Mapped[str] = mapped_column(ForeignKey("orders.out_trade_no"), index=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(128))
+    refund_id: Mapped[str | None] = mapped_column(String(REF_LEN))  # the provider's id
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    done_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------- people and cards
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RoleGrant(Base):
+    """A user's role in a compound. compound_id NULL: in every compound (admins)."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (
+        UniqueConstraint("user_id", "compound_id", "role"),
+        CheckConstraint(_one_of("role", ROLES), name="role"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    compound_id: Mapped[str | None] = mapped_column(ForeignKey("compounds.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class Card(Base):
+    """An IC card (刷卡充电) with a prepaid balance, valid in every shed of its compound."""
+
+    __tablename__ = "cards"
+    compound_id: Mapped[str] = mapped_column(ForeignKey("compounds.id"), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(20), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    balance_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class MonthlyPlan(Base):
+    """A monthly plan (包月) on a card or a user, valid in [starts_ms, ends_ms)."""
+
+    __tablename__ = "monthly_plans"
+    __table_args__ = (
+        ForeignKeyConstraint(["compound_id", "card_uid"], ["cards.compound_id", "cards.uid"]),
+        CheckConstraint("ends_ms > starts_ms", name="period"),
+        CheckConstraint("price_fen >= 0", name="price"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    compound_id: Mapped[str] = mapped_column(ForeignKey("compounds.id"), index=True)
+    card_uid: Mapped[str | None] = mapped_column(String(20))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    starts_ms: Mapped[int] = mapped_column(BigInteger)
+    ends_ms: Mapped[int] = mapped_column(BigInteger)
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    out_trade_no: Mapped[str | None] = mapped_column(String(TRADE_NO_LEN))
+    created_ms: Mapped[int] = mapped_column(BigInteger)

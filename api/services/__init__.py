@@ -1,0 +1,1 @@
+"""What the API does, independent of HTTP: registration, the uplink, commands, hooks."""

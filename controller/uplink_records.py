@@ -19,7 +19,7 @@ from controller.core.model import (
     SessionClosed,
     SessionOpened,
 )
-from controller.core.tariffs import bill_to_dict
+from controller.core.tariffs import bill_to_dict, tariff_to_dict
 
 Record = tuple[str, str, int, dict[str, Any]]  # kind, key, ts_ms, data
 
@@ -34,7 +34,7 @@ def session_data(s: Session) -> dict[str, Any]:
             "prepaid_fen": s.auth.prepaid_fen,
             "mode": s.auth.mode,
         },
-        "tariff": {"id": s.tariff.id, "version": s.tariff.version},
+        "tariff": tariff_to_dict(s.tariff),
         "started_ms": s.started_ms,
         "stop_ms": s.stop_ms,
         "ended_ms": s.ended_ms,

@@ -25,8 +25,11 @@ class _InProcessServer(uvicorn.Server):
 
 
 class LocalServer:
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, app: Any, *, host: str = "127.0.0.1", port: int = 0, lifespan: bool = False
+    ) -> None:
         self._app = app
+        self._lifespan = "on" if lifespan else "off"  # on: the app's start-up and shutdown run
         self._host = host
         self._port = port
         self._server: _InProcessServer | None = None
@@ -55,7 +58,7 @@ class LocalServer:
             self._app,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan=self._lifespan,
             timeout_graceful_shutdown=2,
         )
         self._server = _InProcessServer(config)

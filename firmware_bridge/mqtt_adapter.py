@@ -181,10 +181,16 @@ def _failure(cmd: PortCommand, error: str) -> CmdAck:
 
 def _bounded_queue(
     on_full: Callable[[aiomqtt.Message], None],
+    on_created: Callable[[asyncio.Queue[aiomqtt.Message]], None],
 ) -> type[asyncio.Queue[aiomqtt.Message]]:
-    """aiomqtt's incoming queue type: at the bound, count and discard (aiomqtt would log each)."""
+    """aiomqtt's incoming queue type: at the bound, count and discard (aiomqtt would log
+    each). The bridge is told of each queue made, to drain it without a task per message."""
 
     class BoundedQueue(asyncio.Queue[aiomqtt.Message]):
+        def __init__(self, maxsize: int = 0) -> None:
+            super().__init__(maxsize)
+            on_created(self)
+
         def put_nowait(self, item: aiomqtt.Message) -> None:
             if self.full():
                 on_full(item)
@@ -230,6 +236,7 @@ class MqttBridge:
         self._states_due: set[int] = set()
         self._status_due = False
         self._client: aiomqtt.Client | None = None  # set while connected and subscribed
+        self._incoming: asyncio.Queue[aiomqtt.Message] | None = None
         self._connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -375,7 +382,7 @@ class MqttBridge:
                 qos=1,
                 retain=True,
             ),
-            queue_type=_bounded_queue(self._on_overflow),
+            queue_type=_bounded_queue(self._on_overflow, self._set_incoming),
             # Commands and acks are small packets: never hold them back for Nagle.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             max_queued_incoming_messages=s.max_incoming,
@@ -439,9 +446,18 @@ class MqttBridge:
         self._client = None
         self._connected.clear()
 
+    def _set_incoming(self, queue: asyncio.Queue[aiomqtt.Message]) -> None:
+        self._incoming = queue
+
     async def _read_loop(self, client: aiomqtt.Client) -> None:
+        # aiomqtt's iterator watches for a lost connection, but costs a task and a wait
+        # per message; under load, what is already queued is taken straight from the queue.
         async for message in client.messages:
             await self.handle_message(message.topic.value, message.payload)
+            queue = self._incoming
+            while queue is not None and not queue.empty():
+                queued = queue.get_nowait()
+                await self.handle_message(queued.topic.value, queued.payload)
 
     async def _send_loop(self) -> None:
         while True:

@@ -339,9 +339,9 @@ class ShedCore:
         if not t.relay and p.on_acked:  # the board switched off without telling why
             self._end(p, "relay_off", now_ms, actions)
             return actions
-        if self._money_used_up(s, now_ms):
-            self._end(p, "money_used_up", now_ms, actions)
-        elif now_ms - p.last_publish_ms >= self.rules.state_publish_every_s * 1000:
+        # The prepaid limit is checked by the one-second tick, not per sample: the exact
+        # tariff arithmetic is the costliest step of the hot path.
+        if now_ms - p.last_publish_ms >= self.rules.state_publish_every_s * 1000:
             actions.append(self._state_of(p, now_ms))
         return actions
 

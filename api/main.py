@@ -20,10 +20,20 @@ from api.clock import NowMs, wall_ms
 from api.context import AppContext
 from api.db import check_schema, make_engine, make_sessionmaker, upgrade
 from api.errors import install_error_handlers
+from api.payments import PaymentGateway
 from api.routes import api_router, health_router
+from api.routes import auth as auth_routes
+from api.routes import notify as notify_routes
+from api.routes import orders as order_routes
+from api.routes import orders_admin as order_admin_routes
+from api.routes import public as public_routes
 from api.services.command_waiters import CommandWaiters
 from api.services.hooks import Hooks
+from api.services.orders_gateway import gateway_from_settings, with_order_hooks
+from api.services.orders_workers import OrdersRuntime
+from api.services.sms import SmsSender
 from api.settings import ApiSettings
+from api.web import web_router
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +45,16 @@ Errors are problem responses `{"code": ..., "message": ...}`; `code` is stable.
 
 
 def create_app(
-    settings: ApiSettings, *, now_ms: NowMs | None = None, hooks: Hooks | None = None
+    settings: ApiSettings,
+    *,
+    now_ms: NowMs | None = None,
+    hooks: Hooks | None = None,
+    gateway: PaymentGateway | None = None,
+    sms_sender: SmsSender | None = None,
 ) -> FastAPI:
+    """`gateway`: the payment provider adapter (tests and demos hand one in);
+    by default built from the EBSHED_API_PAY_* settings, if `pay_base_url` is set.
+    `sms_sender`: default, the simulated outbox (api/services/sms.py)."""
     engine = make_engine(
         settings.database_url,
         echo=settings.sql_echo,
@@ -45,13 +63,19 @@ def create_app(
     )
     sessions = make_sessionmaker(engine)
     waiters = CommandWaiters(sessions, interval_s=settings.command_poll_interval_ms / 1000)
+    clock = now_ms or wall_ms
+    own_gateway = gateway is None
+    if gateway is None:
+        gateway = gateway_from_settings(settings, clock)
+    orders = OrdersRuntime(settings, sessions, clock, gateway, own_gateway=own_gateway)
     ctx = AppContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        now_ms=now_ms or wall_ms,
-        hooks=hooks or Hooks(),
+        now_ms=clock,
+        hooks=with_order_hooks(hooks or Hooks()),
         waiters=waiters,
+        orders=orders,
     )
 
     @asynccontextmanager
@@ -61,9 +85,11 @@ def create_app(
         else:
             await run_in_threadpool(check_schema, engine)
         await waiters.start()
+        await orders.start()
         try:
             yield
         finally:
+            await orders.stop()
             await waiters.stop()
             engine.dispose()
 
@@ -74,9 +100,20 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.sms_sender = sms_sender
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(health_router)
+    # Scan-to-pay (docs/scan-to-pay.md): residents' JSON API and the provider's notify_url.
+    for router in (
+        public_routes.router,
+        order_routes.router,
+        auth_routes.router,
+        order_admin_routes.router,
+    ):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(notify_routes.router)
+    app.include_router(web_router)  # the resident pages (docs/resident-pages.md)
     return app
 
 

@@ -58,7 +58,9 @@ ORDER_STATUSES: Final = (
     "expired",
 )
 ORDER_MODES: Final = ("until_full", "amount")
-REFUND_STATUSES: Final = ("pending", "processing", "success", "abnormal", "closed")
+# pending: to be sent; processing: accepted by the provider; success: money back;
+# abnormal / closed (the provider's end states) and failed (refused) need staff.
+REFUND_STATUSES: Final = ("pending", "processing", "success", "abnormal", "closed", "failed")
 ROLES: Final = ("resident", "staff", "office", "admin")
 
 
@@ -235,7 +237,12 @@ class Command(Base):
 
 
 class Order(Base):
-    """A scan-to-pay order (contracts/payments-v1.md). Written by api/payments."""
+    """A scan-to-pay order (contracts/payments-v1.md, docs/scan-to-pay.md).
+
+    Written by api/services/orders*.py and refunds.py; statuses: created ->
+    starting -> charging -> closed | refunding -> refunded; refunding ->
+    failed (a refund that needs staff); created -> expired.
+    """
 
     __tablename__ = "orders"
     __table_args__ = (
@@ -243,25 +250,36 @@ class Order(Base):
         CheckConstraint(_one_of("mode", ORDER_MODES), name="mode"),
         CheckConstraint("amount_fen > 0", name="amount_positive"),
         Index(None, "shed_id", "port", "status"),
+        Index(None, "status", "expires_ms"),
     )
     out_trade_no: Mapped[str] = mapped_column(String(TRADE_NO_LEN), primary_key=True)
     shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"))
     port: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
-    phone: Mapped[str | None] = mapped_column(String(20))
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     mode: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     tariff_id: Mapped[str | None] = mapped_column(String(REF_LEN))
     tariff_version: Mapped[int | None] = mapped_column(Integer)
     code_url: Mapped[str | None] = mapped_column(String(256))
-    command_id: Mapped[str | None] = mapped_column(String(40))  # the start_session command
+    # the start_session command
+    command_id: Mapped[str | None] = mapped_column(String(40), index=True)
     session_id: Mapped[str | None] = mapped_column(String(REF_LEN))
     created_ms: Mapped[int] = mapped_column(BigInteger)
     expires_ms: Mapped[int | None] = mapped_column(BigInteger)
     paid_ms: Mapped[int | None] = mapped_column(BigInteger)
     closed_ms: Mapped[int | None] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
+    # Money of the order, integer fen: paid = billed + refund once settled.
+    paid_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    billed_fen: Mapped[int | None] = mapped_column(BigInteger)  # None until settled
+    refund_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Why it ended as it did (start_refused:busy, start_timeout, shed_offline, ...).
+    problem: Mapped[str | None] = mapped_column(String(REF_LEN))
+    # The provider confirmed that this order can no longer be paid (closed or unknown).
+    provider_closed_ms: Mapped[int | None] = mapped_column(BigInteger)
+    queried_ms: Mapped[int | None] = mapped_column(BigInteger)  # last asked the provider
 
 
 class Payment(Base):
@@ -284,6 +302,7 @@ class Refund(Base):
     __table_args__ = (
         CheckConstraint(_one_of("status", REFUND_STATUSES), name="status"),
         CheckConstraint("amount_fen > 0", name="amount_positive"),
+        Index(None, "status", "next_attempt_ms"),  # the refund sender's sweep
     )
     out_refund_no: Mapped[str] = mapped_column(String(REF_LEN), primary_key=True)
     out_trade_no: Mapped[str] = mapped_column(ForeignKey("orders.out_trade_no"), index=True)
@@ -293,6 +312,24 @@ class Refund(Base):
     refund_id: Mapped[str | None] = mapped_column(String(REF_LEN))  # the provider's id
     created_ms: Mapped[int] = mapped_column(BigInteger)
     done_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # The refund sender: attempts so far, when to try (or query) next, what went wrong.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_ms: Mapped[int | None] = mapped_column(BigInteger)
+    sent_ms: Mapped[int | None] = mapped_column(BigInteger)  # accepted by the provider
+    last_error: Mapped[str | None] = mapped_column(String(256))
+
+
+class NotificationLog(Base):
+    """Provider notifications that were refused, and why (payments-v1 rule 3)."""
+
+    __tablename__ = "notification_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    code: Mapped[str] = mapped_column(String(32))  # bad_signature, wrong_amount, ...
+    detail: Mapped[str] = mapped_column(String(256))
+    notification_id: Mapped[str | None] = mapped_column(String(REF_LEN))
+    event_type: Mapped[str | None] = mapped_column(String(32))
+    out_trade_no: Mapped[str | None] = mapped_column(String(REF_LEN))
 
 
 # ---------------------------------------------------------------- people and cards
@@ -306,6 +343,40 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SmsMessage(Base):
+    """The simulated SMS sender's outbox (what would go to the phone)."""
+
+    __tablename__ = "sms_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    phone: Mapped[str] = mapped_column(String(20), index=True)
+    text: Mapped[str] = mapped_column(String(256))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class LoginCode(Base):
+    """A one-time SMS login code; only its hash is kept."""
+
+    __tablename__ = "login_codes"
+    __table_args__ = (Index(None, "phone", "created_ms"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    phone: Mapped[str] = mapped_column(String(20))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_ms: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    used_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UserSession(Base):
+    """A resident's login (the session cookie); only the token's sha256 is kept."""
+
+    __tablename__ = "user_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class RoleGrant(Base):

@@ -6,7 +6,9 @@ down; nothing reads the environment at import time.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./ebshed-central.sqlite"
@@ -35,3 +37,65 @@ class ApiSettings(BaseSettings):
     db_max_overflow: int = Field(default=20, ge=0, le=200)
     # Log every SQL statement (debugging only).
     sql_echo: bool = False
+
+    # ------------------------------------------------------------ scan-to-pay
+    # (docs/scan-to-pay.md). Payments are on when `pay_base_url` is set (or a
+    # gateway is handed to create_app); otherwise POST /api/v1/orders answers
+    # 503 payments_disabled.
+    # Where residents' phones and the provider reach this API from outside,
+    # e.g. https://charge.example.com. The notify_url is built from it.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # Demo only: a folder written by `python -m simulators.payment_provider
+    # --credentials DIR` (provider.json and the PEM files); it fills in every
+    # pay_* key below that is not set. Never in production (it holds the API v3 key).
+    pay_credentials_dir: Path | None = None
+    # The provider (payments-v1, WeChat Pay v3 scheme): its base URL, our ids.
+    pay_base_url: str | None = None
+    pay_mchid: str = ""
+    pay_appid: str = ""
+    # Serial of our merchant certificate, and the PEM file of its private key.
+    pay_merchant_serial: str = ""
+    pay_merchant_private_key_path: Path | None = None
+    # The provider's platform keys: {"<serial>": "<PEM public key or cert path>"}
+    # (JSON in the environment). Several while the provider rotates them.
+    pay_platform_public_key_paths: dict[str, Path] = Field(default_factory=dict)
+    # The 32-byte API v3 key that decrypts notification resources.
+    pay_apiv3_key: SecretStr | None = None
+    # Override of the notify_url sent with each order (default:
+    # {public_base_url}/pay/notify/wechatpay).
+    pay_notify_url: str | None = None
+    # The page a phone opens to pay, "{out_trade_no}" replaced; default: the
+    # code_url when it is an http(s) URL, else {pay_base_url}/pay/{out_trade_no}.
+    pay_page_url: str | None = None
+    # An unpaid order is closed this long after it was made (time_expire).
+    order_expire_s: int = Field(default=600, ge=60, le=7200)
+    # What "until full" prepays; the unused part goes back to the payment.
+    order_deposit_fen: int = Field(default=500, ge=1, le=100_000)
+    # The amounts offered on the socket page; any amount 1..order_max_fen is accepted.
+    order_amounts_fen: list[int] = Field(default_factory=lambda: [100, 200, 300, 500])
+    order_max_fen: int = Field(default=10_000, ge=1, le=100_000)
+    # A paid start with no result from the shed after this long is refunded in full.
+    start_timeout_s: int = Field(default=30, ge=5, le=600)
+    # Run the payment workers (refund sender, expiry and query, start timeout)
+    # in the background, every interval and at once when there is work.
+    pay_workers: bool = True
+    pay_worker_interval_ms: int = Field(default=1000, ge=50, le=60_000)
+    # A refund still PROCESSING after this long is queried at the provider.
+    refund_query_after_s: int = Field(default=300, ge=5, le=86_400)
+    # ------------------------------------------------------------ residents' login
+    # Dev-only endpoints (GET /api/v1/dev/sms: the simulated SMS outbox). Never in production.
+    dev_endpoints: bool = False
+    sms_code_ttl_s: int = Field(default=300, ge=60, le=3600)
+    sms_resend_after_s: int = Field(default=60, ge=0, le=3600)
+    sms_codes_per_day: int = Field(default=10, ge=1, le=100)
+    login_max_attempts: int = Field(default=5, ge=1, le=20)
+    login_session_days: int = Field(default=30, ge=1, le=365)
+    # Send the session cookie over HTTPS only (turn off for a plain-HTTP demo).
+    cookie_secure: bool = False
+
+    @field_validator("order_amounts_fen")
+    @classmethod
+    def _amounts(cls, value: list[int]) -> list[int]:
+        if not value or any(not 1 <= fen <= 100_000 for fen in value):
+            raise ValueError("order_amounts_fen: one or more amounts of 1..100000 fen")
+        return value

@@ -153,6 +153,41 @@ def sim_shed(
         asyncio.run(run_sim_shed(settings, speed, seed))
 
 
+@app.command("qr-sheet")
+def qr_sheet(
+    config: Annotated[
+        Path,
+        typer.Option(envvar="EBSHED_CONFIG", help="Shed config (TOML): id, name, sockets, tariff."),
+    ] = Path("shed.toml"),
+    base_url: Annotated[
+        str,
+        typer.Option(envvar="EBSHED_PUBLIC_URL",
+                     help="Where phones reach the resident pages, e.g. https://charge.example.com"),
+    ] = "http://127.0.0.1:8000",
+    out: Annotated[Path, typer.Option(help="The PDF to write.")] = Path("stickers.pdf"),
+    shed: Annotated[str | None, typer.Option(help="Shed id, checked against the config's.")] = None,
+    font: Annotated[Path | None, typer.Option(help="A TrueType CJK font to embed.")] = None,
+) -> None:
+    """The QR sticker sheet of a shed (A4 PDF): one sticker per socket, one for the entrance."""
+    from controller.core.tariffs import describe
+    from controller.qrsheet import QrSheetError, write_qr_sheet
+
+    settings = _load(config)
+    if shed is not None and shed != settings.shed.id:
+        _fail(f"{config} is the config of shed {settings.shed.id!r}, not {shed!r}")
+    ports = sorted({port for board in settings.boards for port in board.ports})
+    price = describe(settings.tariff_model())["summary_zh"]
+    try:
+        sheet = write_qr_sheet(settings.shed.id, settings.shed.name or settings.shed.id,
+                               ports, price, base_url, out, font_path=font)
+    except QrSheetError as err:
+        _fail(f"{err.message} [{err.code}]")
+    if not sheet.font_embedded:
+        typer.echo("warning: no CJK TrueType font to embed (apt-get install fonts-wqy-microhei)",
+                   err=True)
+    typer.echo(f"{sheet.path}: {len(sheet.stickers)} stickers on {sheet.pages} page(s)")
+
+
 def _post(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     import httpx
 

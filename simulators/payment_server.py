@@ -12,7 +12,7 @@ import contextlib
 import socket
 from collections.abc import Generator
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
@@ -29,7 +29,8 @@ class LocalServer:
         self, app: Any, *, host: str = "127.0.0.1", port: int = 0, lifespan: bool = False
     ) -> None:
         self._app = app
-        self._lifespan = "on" if lifespan else "off"  # on: the app's start-up and shutdown run
+        # on: the app's start-up and shutdown (migrations, workers) run
+        self._lifespan: Literal["on", "off"] = "on" if lifespan else "off"
         self._host = host
         self._port = port
         self._server: _InProcessServer | None = None
@@ -46,7 +47,7 @@ class LocalServer:
     async def start(self) -> None:
         if self._task is not None:
             raise RuntimeError("already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self._host, self._port))

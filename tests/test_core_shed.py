@@ -394,3 +394,18 @@ def test_short_uid_from_an_rs485_reader_finds_its_card_if_unique() -> None:
     assert rig.core.ports[2].session is None
     rig.feed(PortEvent(1, rig.now, "card", card_uid="B2C3"))  # the same card stops it
     assert session.end_reason == "card_stop"
+
+
+def test_unplug_window_uses_constant_memory_and_averages_by_time() -> None:
+    from controller.core.chargeend import WindowAverage
+
+    avg = WindowAverage(300_000)
+    for i in range(60_000):  # a board flooding 10 samples a second for 100 minutes
+        avg.add(T0 + i * 100, 2.0 if (i // 50) % 2 else 4.0)
+    assert len(avg._buckets) <= 11
+    result = avg.average()
+    assert result is not None and abs(result - 3.0) < 0.05
+    short = WindowAverage(300_000)
+    short.add(T0, 100.0)
+    short.add(T0 + 60_000, 0.0)
+    assert short.average() is None  # one minute of data says nothing about five

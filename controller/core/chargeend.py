@@ -31,29 +31,43 @@ class Detection(Enum):
 
 @dataclass(slots=True)
 class WindowAverage:
-    """Time-weighted average power over a sliding window, O(1) amortised."""
+    """Time-weighted average power over a sliding window, in constant memory.
+
+    Energy (W*ms) and covered time are kept in fixed buckets (a tenth of the
+    window each), so a board that floods samples costs no more memory than one
+    that reports every 10 s. The window is as exact as its oldest bucket.
+    """
 
     window_ms: int
-    _samples: deque[tuple[int, float]] = field(default_factory=deque)
-    _area: float = 0.0  # W*ms between consecutive kept samples
+    _bucket_ms: int = 0
+    _buckets: deque[list[int | float]] = field(default_factory=deque)  # [start, area, span]
+    _last: tuple[int, float] | None = None
+
+    def __post_init__(self) -> None:
+        self._bucket_ms = max(1, self.window_ms // 10)
 
     def add(self, ts: int, w: float) -> None:
-        if self._samples:
-            last_ts, last_w = self._samples[-1]
-            self._area += last_w * (ts - last_ts)
-        self._samples.append((ts, w))
-        while len(self._samples) >= 2 and self._samples[1][0] <= ts - self.window_ms:
-            t0, w0 = self._samples.popleft()
-            self._area -= w0 * (self._samples[0][0] - t0)
+        last = self._last
+        self._last = (ts, w)
+        if last is None or ts <= last[0]:
+            return
+        start = ts - ts % self._bucket_ms
+        if not self._buckets or self._buckets[-1][0] != start:
+            self._buckets.append([start, 0.0, 0])
+        bucket = self._buckets[-1]
+        bucket[1] += last[1] * (ts - last[0])  # sample-and-hold from the previous sample
+        bucket[2] += ts - last[0]
+        while self._buckets and self._buckets[0][0] + self._bucket_ms <= ts - self.window_ms:
+            self._buckets.popleft()
 
     def span_ms(self) -> int:
-        return self._samples[-1][0] - self._samples[0][0] if self._samples else 0
+        return int(sum(b[2] for b in self._buckets))
 
     def average(self) -> float | None:
         span = self.span_ms()
         if span < self.window_ms:
             return None
-        return self._area / span
+        return float(sum(b[1] for b in self._buckets)) / span
 
 
 @dataclass(slots=True)

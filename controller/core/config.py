@@ -48,7 +48,7 @@ class RuleConfig:
     renew_every_s: int = 60
     heartbeat_s: int = 90
     offline_after_heartbeats: int = 3
-    state_publish_every_s: int = 10
+    state_publish_every_s: int = 30  # retained port state refresh (changes go at once)
     # Parking.
     bay_idle_alert_s: int = 2 * 3600  # occupied this long while its socket is not charging
     # Card sessions.

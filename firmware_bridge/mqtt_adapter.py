@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -182,6 +183,7 @@ def _failure(cmd: PortCommand, error: str) -> CmdAck:
 def _bounded_queue(
     on_full: Callable[[aiomqtt.Message], None],
     on_created: Callable[[asyncio.Queue[aiomqtt.Message]], None],
+    direct: Callable[[aiomqtt.Message], bool],
 ) -> type[asyncio.Queue[aiomqtt.Message]]:
     """aiomqtt's incoming queue type: at the bound, count and discard (aiomqtt would log
     each). The bridge is told of each queue made, to drain it without a task per message."""
@@ -192,6 +194,8 @@ def _bounded_queue(
             on_created(self)
 
         def put_nowait(self, item: aiomqtt.Message) -> None:
+            if direct(item):  # handled at once, never queued
+                return
             if self.full():
                 on_full(item)
                 return
@@ -209,6 +213,7 @@ class MqttBridge:
         self._topics = codec.topics
         self._clock = clock
         self._sink = sink
+        self._sync_sink = not inspect.iscoroutinefunction(sink)
         self._tracker = CommandTracker(
             ack_timeout_ms=round(settings.ack_timeout_s * 1000),
             max_attempts=settings.max_attempts,
@@ -319,21 +324,48 @@ class MqttBridge:
 
     async def handle_message(self, topic: str, payload: bytes) -> None:
         """Decode one message and deliver it, or count it. The reader calls this per message."""
+        msg = self._accept(topic, payload)
+        if msg is not None:
+            await self._deliver(msg)
+
+    def _direct(self, message: aiomqtt.Message) -> bool:
+        """Telemetry, with a plain (not async) sink, is handled the moment paho reads it.
+
+        It is the hot path: no queue and no task per sample. While the controller is
+        busy the socket is not read, so a flood is held back by TCP and the broker
+        (back-pressure), never by memory here. Everything else keeps the queue.
+        """
+        topic = message.topic.value
+        if not self._sync_sink or not topic.endswith("/telemetry"):
+            return False
+        msg = self._accept(topic, message.payload)
+        if msg is not None:
+            try:
+                self._sink(msg)
+            except Exception:
+                self._counts["sink_errors"] += 1
+                log.exception("sink failed on %s", type(msg).__name__)
+            else:
+                self._counts["delivered"] += 1
+        return True
+
+    def _accept(self, topic: str, payload: bytes) -> DeviceMessage | None:
+        """Count, decode and check one message; None when it is dropped or not ours."""
         self._counts["received"] += 1
         now = self._clock.now_ms()
         msg = self._codec.decode(topic, payload, now)
         if isinstance(msg, Drop):
             if self._drops.record(msg, topic, now):
                 log.warning("dropped MQTT message on %r: %s (%s)", topic, msg.reason, msg.detail)
-            return
+            return None
         if isinstance(msg, CmdAck):
             if not self._tracker.resolve(msg):
                 self._counts["unexpected_ack"] += 1
                 if self._drops.should_log(topic, now):
                     log.warning("unexpected cmd/ack on %r: id %r is not pending", topic, msg.id)
-                return
+                return None
             self._counts["commands_acked"] += 1
-        await self._deliver(msg)
+        return msg
 
     async def _deliver(self, msg: DeviceMessage) -> None:
         try:
@@ -382,7 +414,7 @@ class MqttBridge:
                 qos=1,
                 retain=True,
             ),
-            queue_type=_bounded_queue(self._on_overflow, self._set_incoming),
+            queue_type=_bounded_queue(self._on_overflow, self._set_incoming, self._direct),
             # Commands and acks are small packets: never hold them back for Nagle.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             max_queued_incoming_messages=s.max_incoming,

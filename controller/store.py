@@ -26,6 +26,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -228,9 +229,16 @@ class EdgeStore:
         rows = [session_to_row(s, now_ms) for s in sessions]
         if not rows:
             return
+        # One upsert statement for the whole batch (a checkpoint writes every open
+        # session each minute): no read-before-write per row.
         with self._sessions.begin() as db:
-            for row in rows:
-                db.merge(SessionRow(**row))
+            for i in range(0, len(rows), 500):  # bound parameters stay far below SQLite's limit
+                stmt = sqlite_insert(SessionRow).values(rows[i : i + 500])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[SessionRow.id],
+                    set_={c: stmt.excluded[c] for c in rows[0] if c != "id"},
+                )
+                db.execute(stmt)
 
     def save_alarms(self, alarms: Iterable[Alarm]) -> None:
         with self._sessions.begin() as db:

@@ -57,7 +57,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Protocol
 
 from firmware_bridge.messages import CmdAck, DeviceMessage, PortCommand, Telemetry
@@ -88,7 +87,7 @@ from firmware_bridge.modbus_registers import (
 )
 from firmware_bridge.modbus_settings import ModbusBusSettings
 from firmware_bridge.modbus_timing import sleep_until
-from firmware_bridge.tasks import cancel_and_wait
+from firmware_bridge.tasks import StartStop, cancel_and_wait
 
 __all__ = ["CycleStats", "ModbusBridge", "ModbusBusSettings", "ModbusConfigError", "Sink"]
 
@@ -125,7 +124,7 @@ class _Job:
     replay: CmdAck | None = None  # a repeated id: deliver this again, do not execute
 
 
-class ModbusBridge:
+class ModbusBridge(StartStop):
     """The master of one RS-485 bus. Use `async with bridge:` or `start()` / `await stop()`."""
 
     def __init__(self, bus: ModbusBusSettings, clock: Clock, sink: Sink) -> None:
@@ -220,18 +219,6 @@ class ModbusBridge:
             )
             self._queue.clear()
             self._inflight = None
-
-    async def __aenter__(self) -> ModbusBridge:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def board_online(self, board_id: str) -> bool | None:
         """True/False once known; None while the board was never heard from."""

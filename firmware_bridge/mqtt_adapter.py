@@ -36,7 +36,6 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Protocol
 
 import aiomqtt
@@ -50,7 +49,7 @@ from firmware_bridge.mqtt_codec import (
     encode_controller_status,
     encode_port_state,
 )
-from firmware_bridge.tasks import cancel_and_wait
+from firmware_bridge.tasks import StartStop, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +203,7 @@ def _bounded_queue(
     return BoundedQueue
 
 
-class MqttBridge:
+class MqttBridge(StartStop):
     """One shed's MQTT connection. Use `async with bridge:` or `start()` / `await stop()`."""
 
     def __init__(self, settings: MqttSettings, codec: MqttCodec, clock: Clock, sink: Sink) -> None:
@@ -267,18 +266,6 @@ class MqttBridge:
                 "MQTT bridge did not stop within %.1f s, cancelling", self._settings.stop_grace_s
             )
             await cancel_and_wait(task)
-
-    async def __aenter__(self) -> MqttBridge:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     @property
     def connected(self) -> bool:

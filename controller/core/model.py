@@ -54,6 +54,7 @@ class Session:
     lease_until_ms: int = 0
     last_renew_ms: int = 0
     last_checkpoint_ms: int = 0
+    next_money_check_ms: int = 0  # the prepaid limit cannot be reached before this
     flags: set[str] = field(default_factory=set)
     reasons: list[tuple[int, str, str]] = field(default_factory=list)  # (ms, state, reason)
     bill: Bill | None = None

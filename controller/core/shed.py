@@ -623,9 +623,22 @@ class ShedCore:
         actions.append(SendCommand(cmd))
 
     def _money_used_up(self, s: Session, now_ms: int) -> bool:
-        if s.auth.prepaid_fen is None or s.stop_ms is not None:
+        """True once the bill passes the prepaid amount.
+
+        The exact bill is costly, so after each check the next one waits for the
+        earliest moment the money could run out: the remaining fen at the highest
+        rate a socket can cost (top tier, or dearest band at the trip power).
+        """
+        if s.auth.prepaid_fen is None or s.stop_ms is not None or now_ms < s.next_money_check_ms:
             return False
-        return s.usage.cost_so_far_fen(s.tariff, now_ms) > s.auth.prepaid_fen
+        cost = s.usage.cost_so_far_fen(s.tariff, now_ms)
+        if cost > s.auth.prepaid_fen:
+            return True
+        per_minute = _max_fen_per_minute(s.tariff, self.rules)
+        if per_minute > 0:
+            safe_minutes = int((s.auth.prepaid_fen - cost) / per_minute) - 1
+            s.next_money_check_ms = now_ms + max(1, safe_minutes * 60) * 1000
+        return False
 
     def _end(self, p: Port, reason: str, now_ms: int, actions: list[Action]) -> None:
         """Stop a session: relay off now; it closes when the board confirms."""
@@ -759,3 +772,12 @@ class ShedCore:
         else:
             s.flags.add("meter_jump")
         s.last_wh = t.wh
+
+
+def _max_fen_per_minute(tariff: Tariff, rules: RuleConfig) -> float:
+    """An upper bound of what one minute of a session can cost under `tariff`."""
+    if tariff.kind == "power_tier":
+        return max((float(t.fen_per_hour) for t in tariff.tiers), default=0.0) / 60 + 1
+    max_kw = rules.socket_max_w * (1 + rules.overpower_tolerance) / 1000
+    rate = max((float(b.fen_per_kwh) for b in tariff.bands), default=0.0)
+    return (rate + float(tariff.service_fen_per_kwh)) * max_kw / 60 + 1

@@ -8,6 +8,7 @@ then reconciles them with what the boards report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterable
@@ -393,21 +394,7 @@ class EdgeStore:
                                    .order_by(CommandDoneRow.seq)))
 
 
-_ALARM_FIELDS = (
-    "id",
-    "kind",
-    "raised_ms",
-    "detail",
-    "port",
-    "bay",
-    "board",
-    "sensor",
-    "active",
-    "acked_ms",
-    "acked_by",
-    "note",
-    "cleared_ms",
-)
+_ALARM_FIELDS = tuple(f.name for f in dataclasses.fields(Alarm))
 
 
 def dumps(obj: Any) -> str:

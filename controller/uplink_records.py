@@ -6,6 +6,7 @@ of its key when it is written (docs/uplink-contract.md).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,29 +82,7 @@ class RecordMaker:
                 )
             ]
         if isinstance(action, AlarmChanged):
-            a = action.alarm
-            return [
-                (
-                    "alarm",
-                    a.id,
-                    now_ms,
-                    {
-                        "id": a.id,
-                        "kind": a.kind,
-                        "detail": a.detail,
-                        "port": a.port,
-                        "bay": a.bay,
-                        "board": a.board,
-                        "sensor": a.sensor,
-                        "raised_ms": a.raised_ms,
-                        "active": a.active,
-                        "acked_ms": a.acked_ms,
-                        "acked_by": a.acked_by,
-                        "note": a.note,
-                        "cleared_ms": a.cleared_ms,
-                    },
-                )
-            ]
+            return [("alarm", action.alarm.id, now_ms, dataclasses.asdict(action.alarm))]
         if isinstance(action, BayChanged):
             return [
                 (

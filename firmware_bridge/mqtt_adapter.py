@@ -183,6 +183,7 @@ def _bounded_queue(
     on_full: Callable[[aiomqtt.Message], None],
     on_created: Callable[[asyncio.Queue[aiomqtt.Message]], None],
     direct: Callable[[aiomqtt.Message], bool],
+    on_queued: Callable[[], None],
 ) -> type[asyncio.Queue[aiomqtt.Message]]:
     """aiomqtt's incoming queue type: at the bound, count and discard (aiomqtt would log
     each). The bridge is told of each queue made, to drain it without a task per message."""
@@ -199,6 +200,7 @@ def _bounded_queue(
                 on_full(item)
                 return
             super().put_nowait(item)
+            on_queued()
 
     return BoundedQueue
 
@@ -241,6 +243,7 @@ class MqttBridge(StartStop):
         self._status_due = False
         self._client: aiomqtt.Client | None = None  # set while connected and subscribed
         self._incoming: asyncio.Queue[aiomqtt.Message] | None = None
+        self._queued = 0  # queued messages not handled yet (telemetry must not overtake)
         self._connected = asyncio.Event()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -320,11 +323,14 @@ class MqttBridge(StartStop):
 
         It is the hot path: no queue and no task per sample. While the controller is
         busy the socket is not read, so a flood is held back by TCP and the broker
-        (back-pressure), never by memory here. Everything else keeps the queue.
+        (back-pressure), never by memory here. Everything else keeps the queue, and
+        telemetry joins it while it holds anything, so nothing overtakes an event.
         """
         topic = message.topic.value
         if not self._sync_sink or not topic.endswith("/telemetry"):
             return False
+        if self._queued:
+            return False  # an earlier event or ack is not handled yet: keep the order
         msg = self._accept(topic, message.payload)
         if msg is not None:
             try:
@@ -401,7 +407,9 @@ class MqttBridge(StartStop):
                 qos=1,
                 retain=True,
             ),
-            queue_type=_bounded_queue(self._on_overflow, self._set_incoming, self._direct),
+            queue_type=_bounded_queue(
+                self._on_overflow, self._set_incoming, self._direct, self._count_queued
+            ),
             # Commands and acks are small packets: never hold them back for Nagle.
             socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             max_queued_incoming_messages=s.max_incoming,
@@ -467,16 +475,25 @@ class MqttBridge(StartStop):
 
     def _set_incoming(self, queue: asyncio.Queue[aiomqtt.Message]) -> None:
         self._incoming = queue
+        self._queued = 0
+
+    def _count_queued(self) -> None:
+        self._queued += 1
 
     async def _read_loop(self, client: aiomqtt.Client) -> None:
         # aiomqtt's iterator watches for a lost connection, but costs a task and a wait
         # per message; under load, what is already queued is taken straight from the queue.
         async for message in client.messages:
-            await self.handle_message(message.topic.value, message.payload)
+            await self._handle_queued(message)
             queue = self._incoming
             while queue is not None and not queue.empty():
-                queued = queue.get_nowait()
-                await self.handle_message(queued.topic.value, queued.payload)
+                await self._handle_queued(queue.get_nowait())
+
+    async def _handle_queued(self, message: aiomqtt.Message) -> None:
+        try:
+            await self.handle_message(message.topic.value, message.payload)
+        finally:
+            self._queued -= 1
 
     async def _send_loop(self) -> None:
         while True:

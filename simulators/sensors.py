@@ -20,7 +20,32 @@ ENV_KINDS: tuple[EnvKind, ...] = ("smoke", "temp", "water")
 MAX_BAY_HEARTBEAT_S = 300.0  # contract: on change and at least every 300 s
 
 
-class BaySensor:
+class _Periodic:
+    """Reports every `_period_ms`, and at once after a change (`_dirty`)."""
+
+    _t: int
+    _next_ms: int
+    _period_ms: int
+    _dirty: bool
+
+    def _message(self, t: int) -> Outgoing:
+        raise NotImplementedError
+
+    def tick(self, now_ms: int) -> list[Outgoing]:
+        now = max(now_ms, self._t)
+        self._t = now
+        out: list[Outgoing] = []
+        while self._next_ms <= now:
+            out.append(self._message(self._next_ms))
+            self._next_ms += self._period_ms
+        if self._dirty:
+            self._dirty = False
+            out.append(self._message(now))
+            self._next_ms = now + self._period_ms
+        return out
+
+
+class BaySensor(_Periodic):
     """A battery-powered parking-bay occupancy sensor (retained, QoS 1)."""
 
     def __init__(
@@ -44,7 +69,7 @@ class BaySensor:
         self.clock_offset_ms = 0  # fault injection: device clock minus true time
         self._rng = random.Random(rng.getrandbits(64))
         self.battery_v = self._rng.uniform(3.55, 3.65) if battery_v is None else battery_v
-        self._heartbeat_ms = round(heartbeat_s * 1000)
+        self._period_ms = round(heartbeat_s * 1000)
         self._t = start_ms
         self._next_ms = start_ms  # announces its state when it starts
         self._dirty = False
@@ -68,19 +93,6 @@ class BaySensor:
         """Fault injection: a weak battery."""
         self.battery_v = battery_v
 
-    def tick(self, now_ms: int) -> list[Outgoing]:
-        now = max(now_ms, self._t)
-        self._t = now
-        out: list[Outgoing] = []
-        while self._next_ms <= now:
-            out.append(self._message(self._next_ms))
-            self._next_ms += self._heartbeat_ms
-        if self._dirty:
-            self._dirty = False
-            out.append(self._message(now))
-            self._next_ms = now + self._heartbeat_ms
-        return out
-
     def _message(self, t: int) -> Outgoing:
         self.messages += 1
         self.battery_v = max(2.0, self.battery_v - 0.00001)  # a little per radio burst
@@ -92,7 +104,7 @@ class BaySensor:
         return Outgoing(self.topic, encode(payload), QOS_RELIABLE, True)
 
 
-class EnvSensor:
+class EnvSensor(_Periodic):
     """A smoke, temperature or water sensor: periodic reports plus one at each change."""
 
     def __init__(
@@ -117,7 +129,7 @@ class EnvSensor:
         self.alarm_c = alarm_c  # a temp sensor alarms at or above this
         self.clock_offset_ms = 0
         self._rng = random.Random(rng.getrandbits(64))
-        self._interval_ms = round(interval_s * 1000)
+        self._period_ms = round(interval_s * 1000)
         self._smoke = False
         self._wet = False
         self._temp_c = ambient_c
@@ -155,19 +167,6 @@ class EnvSensor:
         self._dirty = True
         if now_ms is not None:
             out += self.tick(now_ms)
-        return out
-
-    def tick(self, now_ms: int) -> list[Outgoing]:
-        now = max(now_ms, self._t)
-        self._t = now
-        out: list[Outgoing] = []
-        while self._next_ms <= now:
-            out.append(self._message(self._next_ms))
-            self._next_ms += self._interval_ms
-        if self._dirty:
-            self._dirty = False
-            out.append(self._message(now))
-            self._next_ms = now + self._interval_ms
         return out
 
     def _value(self) -> float:

@@ -9,7 +9,6 @@ then reconciles them with what the boards report.
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -310,16 +309,6 @@ class EdgeStore:
             ).all()
             return [Alarm(**{k: getattr(r, k) for k in _ALARM_FIELDS}) for r in rows]
 
-    def closed_sessions(self) -> list[SessionRow]:
-        with self._sessions() as db:
-            return list(
-                db.scalars(
-                    select(SessionRow)
-                    .where(SessionRow.ended_ms.is_not(None))
-                    .order_by(SessionRow.started_ms)
-                )
-            )
-
     def all_sessions(self) -> list[SessionRow]:
         with self._sessions() as db:
             return list(db.scalars(select(SessionRow).order_by(SessionRow.started_ms)))
@@ -395,7 +384,3 @@ class EdgeStore:
 
 
 _ALARM_FIELDS = tuple(f.name for f in dataclasses.fields(Alarm))
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True)

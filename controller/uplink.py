@@ -14,6 +14,7 @@ Both only move data; what a command does is decided by the core.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -245,7 +246,9 @@ class CommandPoller(_CentralLink):
     def _tariff(self, d: dict[str, Any]) -> dict[str, Any]:
         tariff = tariff_from_dict(d)
         self.service.core.tariff = tariff  # sessions keep the tariff they started with
-        self.service.store.set_meta("tariff", _json(tariff_to_dict(tariff)))
+        self.service.store.set_meta(
+            "tariff", json.dumps(tariff_to_dict(tariff), ensure_ascii=False)
+        )
         return _result(True, data={"tariff": tariff.id, "version": tariff.version})
 
     def _cards(self, d: dict[str, Any]) -> dict[str, Any]:
@@ -263,12 +266,6 @@ class CommandPoller(_CentralLink):
             self.service.store.upsert_card(card, now, note="central")
         self.service.core.set_cards(self.service.store.cards())
         return _result(True, data={"cards": len(cards)})
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True)
 
 
 def _result(

@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
 import random
-import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,6 +43,8 @@ from simulators.payment_provider import (
     write_credentials,
 )
 from simulators.payment_server import LocalServer
+
+pytest_plugins = ["tests.leaks"]
 
 SCALE = 200.0
 ACCOUNT = wire.ProviderAccount.generate(rng=random.Random(11))
@@ -137,23 +137,7 @@ def gateway_settings(base_url: str, **overrides: object) -> WechatPaySettings:
     return WechatPaySettings.from_pem(**options)  # type: ignore[arg-type]
 
 
-def open_fds() -> set[int]:
-    listed = os.listdir("/proc/self/fd")  # the listing's own descriptor is gone after it
-    return {int(fd) for fd in listed if os.path.exists(f"/proc/self/fd/{fd}")}
 
-
-@pytest.fixture
-async def no_leaks() -> AsyncIterator[None]:
-    """Fail a test that leaves tasks, threads, servers or sockets behind."""
-    threads = set(threading.enumerate())
-    fds = open_fds()
-    yield
-    current = asyncio.current_task()
-    assert [t for t in asyncio.all_tasks() if t is not current and not t.done()] == []
-    # connecting to 127.0.0.1 resolves the address in the loop's default executor
-    await asyncio.get_running_loop().shutdown_default_executor()
-    assert set(threading.enumerate()) - threads == set()
-    assert open_fds() - fds == set()
 
 
 @pytest.fixture

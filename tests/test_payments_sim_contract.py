@@ -8,16 +8,12 @@ and pass the adapter's checks.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import threading
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi import FastAPI, Request, Response
 
 from api.payments import PaymentNotification, WechatPaySettings, WechatPayV3Gateway
@@ -25,6 +21,8 @@ from simulators import payment_wire as wire
 from simulators.payment_ledger import ProviderLedger, SimOrder
 from simulators.payment_provider import PaymentProviderSimulator
 from simulators.payment_server import LocalServer
+
+pytest_plugins = ["tests.leaks"]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "contracts"
 VECTORS: dict[str, Any] = json.loads((FIXTURES / "payments-v1.json").read_text(encoding="utf-8"))
@@ -36,14 +34,6 @@ T_ORDER = int(ORDER["timestamp"])
 T_NOTE = int(NOTE["headers"]["Wechatpay-Timestamp"])
 
 
-@pytest.fixture
-async def no_leaks() -> AsyncIterator[None]:
-    threads = set(threading.enumerate())
-    yield
-    current = asyncio.current_task()
-    assert [t for t in asyncio.all_tasks() if t is not current and not t.done()] == []
-    await asyncio.get_running_loop().shutdown_default_executor()
-    assert set(threading.enumerate()) - threads == set()
 
 
 def test_sim_wire_reproduces_the_vector_notification_byte_for_byte() -> None:

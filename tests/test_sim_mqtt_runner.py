@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import json
 import random
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -29,23 +28,14 @@ from simulators.scaled_clock import ScaledClock
 from simulators.sensors import BaySensor, EnvSensor
 from tests.brokers import TcpProxy, free_port, mqtt_broker_address
 
+pytest_plugins = ["tests.leaks"]
+
 pytestmark = pytest.mark.broker
 
 T0 = 1_795_341_000_000
 Address = tuple[str, int]
 
 
-@pytest.fixture
-async def no_leaks() -> AsyncIterator[None]:
-    """Fail a test that leaves tasks or threads running."""
-    threads = set(threading.enumerate())
-    yield
-    current = asyncio.current_task()
-    left = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
-    assert left == []
-    # aiomqtt (the test's own peer) connects in the loop's default executor
-    await asyncio.get_running_loop().shutdown_default_executor()
-    assert set(threading.enumerate()) - threads == set()
 
 
 @pytest.fixture

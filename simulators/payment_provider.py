@@ -123,6 +123,7 @@ class PaymentProviderSimulator:
         seed: int | None = None,
         delivery_timeout_s: float = 5.0,
         public_url: str | None = None,
+        return_url: str | None = None,
     ) -> None:
         """`account` defaults to freshly generated keys (`ProviderAccount.generate()`).
 
@@ -130,7 +131,9 @@ class PaymentProviderSimulator:
         100 makes the 15 s resend arrive after 0.15 s. `clock` (Unix seconds)
         stamps signatures and decides expiry; it does not drive the delays.
         `public_url` is the base of `code_url` when phones reach the simulator
-        by another address than `url` (a demo on a LAN).
+        by another address than `url` (a demo on a LAN). `return_url`, with
+        `{out_trade_no}` in it, is where the pay page sends the phone back after
+        paying (the merchant's order page); it may be set after start.
         """
         if time_scale <= 0:
             raise ValueError("time_scale must be positive")
@@ -153,6 +156,7 @@ class PaymentProviderSimulator:
         self._fail_after_processing = True
         self._delivery_timeout_s = delivery_timeout_s
         self._public_url = public_url.rstrip("/") if public_url else None
+        self.return_url = return_url
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
         self._server = LocalServer(self._make_app(), host=host, port=port)
@@ -394,7 +398,13 @@ class PaymentProviderSimulator:
             status = 404 if err.refusal.status == 404 else 409
             return _page("无法支付 / Cannot pay", html.escape(err.refusal.message), status=status)
         yuan = f"¥{order.amount_fen // 100}.{order.amount_fen % 100:02d}"
-        return _page("支付成功 / Payment successful", f"<p class=amount>{yuan}</p>")
+        back, head = "", ""
+        if self.return_url:
+            target = html.escape(self.return_url.replace("{out_trade_no}", order.out_trade_no))
+            back = f'<p><a id="return" href="{target}">返回商户 / Back to the merchant</a></p>'
+            head = f'<meta http-equiv="refresh" content="1;url={target}">'
+        return _page("支付成功 / Payment successful", f"<p class=amount>{yuan}</p>{back}",
+                     head=head)
 
     # --- notifications --------------------------------------------------------
 
@@ -553,11 +563,11 @@ def _tamper_ciphertext(body: bytes) -> bytes:
     return wire.canonical_json(envelope)
 
 
-def _page(title: str, content: str, *, status: int = 200) -> HTMLResponse:
+def _page(title: str, content: str, *, status: int = 200, head: str = "") -> HTMLResponse:
     page = (
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{title}</title></head><body><h1>{title}</h1>{content}</body></html>"
+        f"{head}<title>{title}</title></head><body><h1>{title}</h1>{content}</body></html>"
     )
     return HTMLResponse(page, status_code=status)
 
@@ -589,6 +599,7 @@ async def _serve(args: argparse.Namespace) -> None:
         time_scale=args.time_scale,
         duplicate_notifications=args.duplicates,
         public_url=args.public_url,
+        return_url=args.return_url,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -609,6 +620,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--public-url", help="base of code_url, if phones use another address")
+    parser.add_argument("--return-url", help="where the pay page sends the phone after paying "
+                        "({out_trade_no} is replaced), e.g. http://host:8000/o/{out_trade_no}")
     parser.add_argument("--time-scale", type=float, default=1.0, help="divide resend delays")
     parser.add_argument("--duplicates", type=int, default=0, help="extra copies per notification")
     parser.add_argument("--vectors", type=Path, help="use the contract's test keys in this folder")

@@ -24,6 +24,17 @@ class _InProcessServer(uvicorn.Server):
         yield
 
 
+class LateApp:
+    """An ASGI app whose target is set once the server listens, so that an app
+    can be built knowing its own URL (the API's notify_url, say)."""
+
+    def __init__(self) -> None:
+        self.app: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 class LocalServer:
     def __init__(
         self, app: Any, *, host: str = "127.0.0.1", port: int = 0, lifespan: bool = False

@@ -18,21 +18,18 @@ all move together when a test moves it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import random
-import socket
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -43,6 +40,7 @@ from api.services.orders_workers import OrdersRuntime
 from controller.core.tariffs import Usage, bill_to_dict, compute_bill, default_tariff
 from simulators import payment_wire as wire
 from simulators.payment_provider import PaymentProviderSimulator, write_credentials
+from simulators.payment_server import LateApp, LocalServer
 
 if TYPE_CHECKING:  # tests.api_db is a pytest plugin: imported by pytest first, not here
     from tests.api_db import FakeClock
@@ -63,59 +61,6 @@ TLS = ssl.create_default_context()  # unused on plain HTTP, but httpx builds one
 SCALE = 100.0  # provider delays / SCALE: a 5 s refund settles in 50 ms
 PHONE_A = "13800138000"
 PHONE_B = "13900139000"
-
-
-class _LateApp:
-    """An ASGI app whose target is set after the server is listening (so the API
-    can be built knowing its own URL, for notify_url)."""
-
-    def __init__(self) -> None:
-        self.app: Any = None
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-
-
-class _ApiServer:
-    """uvicorn in this loop on a free port, with TCP_NODELAY on its connections.
-
-    (simulators.payment_server.LocalServer binds a socket whose `proto` is 0,
-    so asyncio does not set TCP_NODELAY on the connections it accepts, and
-    every answer on a kept-alive connection waits ~40 ms for a delayed ACK.)
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.url = ""
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", access_log=False)
-        self._server = _QuietServer(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            assert not self._task.done(), "the API server did not start"
-            await asyncio.sleep(0.005)
-
-    async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
-
-
-class _QuietServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield  # the test process keeps its own signal handlers
-
-
-def _fresh_connections() -> httpx.Limits:
-    """A new connection per request to the provider simulator: see `_ApiServer`."""
-    return httpx.Limits(max_keepalive_connections=0)
 
 
 async def eventually(
@@ -329,7 +274,7 @@ class PayEnv:
 
     async def pay_on_page(self, created: dict[str, Any]) -> None:
         """What the resident does: open the pay page, press 确认支付."""
-        async with httpx.AsyncClient(limits=_fresh_connections(), verify=TLS) as phone:
+        async with httpx.AsyncClient(verify=TLS) as phone:
             page = await phone.get(created["pay_url"])
             assert page.status_code == 200 and "确认支付" in page.text, page.text
             confirm = await phone.post(f"{created['pay_url']}/confirm")
@@ -409,8 +354,8 @@ async def pay_env(
     options: dict[str, Any] = {"time_scale": SCALE, "seed": 1}
     options.update(sim_options or {})
     sim = PaymentProviderSimulator(ACCOUNT, clock=seconds, **options)
-    late = _LateApp()
-    server = _ApiServer(late)
+    late = LateApp()
+    server = LocalServer(late)
     await asyncio.gather(sim.start(), server.start())
     pay = dataclasses.replace(MERCHANT, base_url=sim.url)
 
@@ -419,7 +364,7 @@ async def pay_env(
 
     try:
         async with (
-            httpx.AsyncClient(timeout=10, limits=_fresh_connections(), verify=TLS) as to_provider,
+            httpx.AsyncClient(timeout=10, verify=TLS) as to_provider,
             WechatPayV3Gateway(pay, client=to_provider, clock=seconds, sleep=no_sleep) as gateway,
         ):
             values: dict[str, Any] = {

@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.access import current_principal
 from api.context import AppContext
 from api.errors import Forbidden, Unauthorized
 from api.models import Shed
@@ -44,7 +45,15 @@ ShedIdPath = Annotated[str, Path(pattern=ID_PATTERN, description="shed id")]
 Bearer = HTTPAuthorizationCredentials | None
 
 
-def require_admin(ctx: CtxDep, creds: Annotated[Bearer, Depends(_admin_bearer)]) -> None:
+def require_admin(
+    request: Request, ctx: CtxDep, creds: Annotated[Bearer, Depends(_admin_bearer)]
+) -> None:
+    """The admin token (scripts), or a logged-in admin of every compound (api/access.py)."""
+    principal = current_principal(request)
+    if principal is not None:
+        if principal.has("admin", None):
+            return
+        raise Forbidden("needs an admin of every compound", code="forbidden")
     expected = ctx.settings.admin_token
     if expected is None:
         raise Forbidden(

@@ -27,6 +27,7 @@ from api.routes import notify as notify_routes
 from api.routes import orders as order_routes
 from api.routes import orders_admin as order_admin_routes
 from api.routes import public as public_routes
+from api.routes import staff as staff_routes
 from api.services.command_waiters import CommandWaiters
 from api.services.hooks import Hooks
 from api.services.orders_gateway import gateway_from_settings, with_order_hooks
@@ -110,6 +111,7 @@ def create_app(
         order_routes.router,
         auth_routes.router,
         order_admin_routes.router,
+        staff_routes.router,  # accounts and the staff board (docs/staff-board.md)
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(notify_routes.router)

@@ -196,6 +196,32 @@ class Alarm(Base):
     cleared_ms: Mapped[int | None] = mapped_column(BigInteger)
     reported_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
+    # The `ack_alarm` command sent to the shed for this alarm, while the shed's
+    # acknowledged record has not come back (the staff board shows it as sent).
+    ack_command_id: Mapped[str | None] = mapped_column(String(40))
+
+
+class LiveSnapshot(Base):
+    """The newest live readings of a shed (docs/uplink-contract.md, "Live snapshots"):
+    every socket's state, power, session energy, temperature and relay, and the bays.
+    One row per shed, replaced by each newer snapshot; never history."""
+
+    __tablename__ = "live_snapshots"
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    taken_ms: Mapped[int] = mapped_column(BigInteger)  # on the shed's clock
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+class BoardMark(Base):
+    """A counter per shed, bumped in every transaction that changes what the staff
+    board shows of it (records, live snapshots, alarms, acknowledgements). Board
+    streams in every worker watch it (api/services/board_watch.py)."""
+
+    __tablename__ = "board_marks"
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    changed_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class RecordVersion(Base):
@@ -343,6 +369,9 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # The name staff, office and admin users log in with (with a password);
+    # residents log in by phone and have none.
+    login: Mapped[str | None] = mapped_column(String(64), unique=True)
 
 
 class SmsMessage(Base):
@@ -425,3 +454,147 @@ class MonthlyPlan(Base):
     price_fen: Mapped[int] = mapped_column(BigInteger)
     out_trade_no: Mapped[str | None] = mapped_column(String(TRADE_NO_LEN))
     created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------- community office reports
+# Rollups kept in the transaction that applies a session or alarm record
+# (api/reports/rollups.py, docs/reports.md). Days and hours are local China time
+# (UTC+8); `day_ms` / `hour_ms` is the epoch ms at which that local day / hour begins.
+# Port 0 is the shed itself (smoke alarms, unserved demand).
+
+ROLLUP_COUNTS: Final = (
+    "sessions",
+    "energy_wh",
+    "billed_fen",
+    "refund_fen",
+    "duration_ms",
+    "in_use_ms",
+    "end_full",
+    "end_unplugged",
+    "end_money",
+    "end_safety",
+    "end_stopped",
+    "end_other",
+    "incidents",
+    "unserved",
+)
+HOUR_COUNTS: Final = ("sessions", "in_use_ms", "unserved")
+DEMAND_SOURCES: Final = ("scan", "card")
+
+
+def _counter() -> Mapped[int]:
+    return mapped_column(BigInteger, default=0, server_default="0")
+
+
+class ReportSocketDay(Base):
+    """What one socket did in one local day. Sessions, energy, money and end
+    reasons count on the day a session started; in-use time on the days it spans."""
+
+    __tablename__ = "report_socket_days"
+    __table_args__ = (Index(None, "compound_id", "day_ms"),)
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    compound_id: Mapped[str] = mapped_column(String(ID_LEN))
+    sessions: Mapped[int] = _counter()
+    energy_wh: Mapped[int] = _counter()
+    billed_fen: Mapped[int] = _counter()
+    refund_fen: Mapped[int] = _counter()
+    duration_ms: Mapped[int] = _counter()
+    in_use_ms: Mapped[int] = _counter()
+    end_full: Mapped[int] = _counter()
+    end_unplugged: Mapped[int] = _counter()
+    end_money: Mapped[int] = _counter()
+    end_safety: Mapped[int] = _counter()
+    end_stopped: Mapped[int] = _counter()
+    end_other: Mapped[int] = _counter()
+    incidents: Mapped[int] = _counter()
+    unserved: Mapped[int] = _counter()
+
+
+class ReportShedHour(Base):
+    """One shed in one local hour: the peak-hour heatmap."""
+
+    __tablename__ = "report_shed_hours"
+    __table_args__ = (Index(None, "compound_id", "hour_ms"),)
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    hour_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    compound_id: Mapped[str] = mapped_column(String(ID_LEN))
+    sessions: Mapped[int] = _counter()
+    in_use_ms: Mapped[int] = _counter()
+    unserved: Mapped[int] = _counter()
+
+
+class ReportContribution(Base):
+    """What one session added to the rollups, so that a corrected version of
+    it (or the same one applied again) changes them by the difference only."""
+
+    __tablename__ = "report_contributions"
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(REF_LEN), primary_key=True)
+    parts: Mapped[dict[str, Any]] = mapped_column(Json)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class DemandEvent(Base):
+    """Unserved demand: a scan or card tap that found no free socket in the shed
+    (one per shed per visitor within 30 minutes). `visitor` is a salted hash."""
+
+    __tablename__ = "demand_events"
+    __table_args__ = (
+        CheckConstraint(_one_of("source", DEMAND_SOURCES), name="source"),
+        Index(None, "shed_id", "visitor", "at_ms"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"))
+    port: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(8))
+    visitor: Mapped[str] = mapped_column(String(32))
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------- staff accounts and audit
+
+
+class LoginThrottle(Base):
+    """Failed password logins per login name and per client address (api/services/throttle.py)."""
+
+    __tablename__ = "login_throttle"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # "login:<name>", "ip:<addr>"
+    window_start_ms: Mapped[int] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+AUDIT_RESULTS: Final = ("ok", "pending", "failed")
+
+
+class AuditEntry(Base):
+    """One staff action: who, when, what, on what, with which note, and how it ended.
+
+    Written in the transaction of the action itself. An action that sends a
+    command to a shed is `pending` until the shed reports the command's result.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        CheckConstraint(_one_of("result", AUDIT_RESULTS), name="result"),
+        Index(None, "compound_id", "at_ms"),
+        Index(None, "shed_id", "at_ms"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at_ms: Mapped[int] = mapped_column(BigInteger)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor: Mapped[str] = mapped_column(String(64))  # the user's login, or "admin-token"
+    compound_id: Mapped[str | None] = mapped_column(String(ID_LEN))
+    shed_id: Mapped[str | None] = mapped_column(String(ID_LEN))
+    action: Mapped[str] = mapped_column(String(32))  # stop, disable, enable, ack_alarm, ...
+    target: Mapped[str] = mapped_column(String(128))  # "port 7", "alarm a-12", "card 1A2B", ...
+    note: Mapped[str | None] = mapped_column(String(512))
+    data: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    result: Mapped[str] = mapped_column(String(16))
+    result_code: Mapped[str | None] = mapped_column(String(REF_LEN))
+    result_message: Mapped[str | None] = mapped_column(String(512))
+    result_ms: Mapped[int | None] = mapped_column(BigInteger)
+    command_id: Mapped[str | None] = mapped_column(String(40), index=True)

@@ -92,6 +92,24 @@ class ApiSettings(BaseSettings):
     login_session_days: int = Field(default=30, ge=1, le=365)
     # Send the session cookie over HTTPS only (turn off for a plain-HTTP demo).
     cookie_secure: bool = False
+    # ------------------------------------------------------------ staff accounts and board
+    # (docs/staff-board.md). A password login lasts this long.
+    staff_session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    # Failed password logins: per login name and per client address, this many
+    # within the window lock that name (or address) for login_lockout_s.
+    login_failures_per_name: int = Field(default=5, ge=1, le=100)
+    login_failures_per_address: int = Field(default=20, ge=1, le=1000)
+    login_failure_window_s: int = Field(default=900, ge=10, le=86_400)
+    login_lockout_s: int = Field(default=900, ge=1, le=86_400)
+    # Board streams in each worker check the database for changes this often
+    # (changes made in the same worker are pushed at once).
+    board_poll_interval_ms: int = Field(default=500, ge=20, le=10_000)
+    # Live readings older than this show as stale on the board.
+    board_live_stale_s: int = Field(default=30, ge=5, le=3600)
+    # A board stream ends after this long; the browser reconnects by itself.
+    board_stream_max_s: int = Field(default=600, ge=1, le=86_400)
+    # How often the API looks for sheds that stopped reporting ("shed offline" alarms).
+    api_alarm_interval_s: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("order_amounts_fen")
     @classmethod

@@ -41,6 +41,7 @@ PG_SERVER_URL = os.environ.get(
     "EBSHED_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 ADMIN_TOKEN = "test-admin-token"
+USER_PASSWORD = "correct horse battery"
 START_MS = 1_795_341_000_000
 BACKENDS = ("sqlite", "postgresql")
 
@@ -155,6 +156,48 @@ class Api:
         )
         assert response.status_code == 201, response.text
         return shed_id, bearer(response.json()["token"])
+
+    async def user(
+        self,
+        role: str | None,
+        compound_id: str | None = "demo",
+        *,
+        login: str | None = None,
+        password: str = USER_PASSWORD,
+        grants: list[tuple[str, str | None]] | None = None,
+    ) -> dict[str, str]:
+        """A user with a password and a grant of `role` in `compound_id` (None: every
+        compound; `role` None: no grant at all, like a resident), logged in:
+        the `Authorization` headers of their login token.
+
+        `grants` gives several (role, compound) pairs instead. A compound that
+        does not exist yet is made first."""
+        from api.services.accounts import GrantSpec, create_user
+
+        pairs = grants if grants is not None else [] if role is None else [(role, compound_id)]
+        for _, compound in pairs:
+            if compound is not None:
+                await self.client.post(
+                    "/api/v1/admin/compounds",
+                    json={"id": compound, "name": f"小区 {compound}"},
+                    headers=self.admin,
+                )
+        login = login or f"{role or 'nobody'}-{uuid.uuid4().hex[:8]}"
+        with self.app.state.ctx.sessions() as db, db.begin():
+            create_user(
+                db,
+                login=login,
+                name=login,
+                password=password,
+                grants=[GrantSpec(r, c) for r, c in pairs],
+                now_ms=self.clock.now,
+            )
+        response = await self.client.post(
+            "/api/v1/auth/password", json={"login": login, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        self.client.cookies.clear()  # the headers say who calls, not a shared cookie jar
+        return bearer(response.json()["token"])
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -1,0 +1,90 @@
+"""Password login for staff, office and admin users (residents log in by SMS,
+api/routes/auth.py; both end with POST /api/v1/auth/logout)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from api.access import Principal, PrincipalDep, principal_for_user
+from api.deps import CtxDep, DbDep
+from api.errors import ApiError, Unauthorized
+from api.schemas.accounts import GrantView, PasswordLoginAnswer, PasswordLoginIn, WhoAmI
+from api.services.accounts import LoggedIn, LoginLimits, password_login
+from api.services.sms_login import COOKIE_NAME
+from api.services.throttle import Limit
+from api.settings import ApiSettings
+
+router = APIRouter(tags=["accounts"])
+
+
+class TooManyAttempts(ApiError):
+    status, code = 429, "too_many_attempts"
+
+
+def login_limits(settings: ApiSettings) -> LoginLimits:
+    window_ms, lock_ms = settings.login_failure_window_s * 1000, settings.login_lockout_s * 1000
+    return LoginLimits(
+        per_login=Limit(settings.login_failures_per_name, window_ms, lock_ms),
+        per_address=Limit(settings.login_failures_per_address, window_ms, lock_ms),
+        session_hours=settings.staff_session_hours,
+    )
+
+
+def who(principal: Principal) -> WhoAmI:
+    grants = sorted(principal.grants, key=lambda g: (g.role, g.compound_id or ""))
+    return WhoAmI(
+        user_id=principal.user_id,
+        login=principal.login,
+        name=principal.name,
+        grants=[GrantView.model_validate(g) for g in grants],
+        home=principal.home(),
+    )
+
+
+@router.post(
+    "/auth/password",
+    responses={
+        401: {"description": "unknown login or wrong password (bad_credentials)"},
+        429: {"description": "too many failed logins (too_many_attempts)"},
+    },
+)
+def login(
+    body: PasswordLoginIn, request: Request, response: Response, db: DbDep, ctx: CtxDep
+) -> PasswordLoginAnswer:
+    """Log in with a login name and password: sets the httpOnly session cookie and
+    returns the token (for `Authorization: Bearer`)."""
+    now = ctx.now_ms()
+    address = request.client.host if request.client else "unknown"
+    with db.begin():  # a failure is counted although the answer is an error
+        result = password_login(
+            db, body.login, body.password, address=address, now_ms=now,
+            limits=login_limits(ctx.settings),
+        )  # fmt: skip
+        principal = (
+            principal_for_user(db, result.token, now_ms=now)
+            if isinstance(result, LoggedIn)
+            else None
+        )
+    if not isinstance(result, LoggedIn) or principal is None:
+        if not isinstance(result, LoggedIn) and result.why == "too_many_attempts":
+            retry_s = max(1, -(-result.retry_after_ms // 1000))
+            raise TooManyAttempts(f"too many failed logins; try again in {retry_s} s")
+        raise Unauthorized("unknown login or wrong password", code="bad_credentials")
+    response.set_cookie(
+        COOKIE_NAME,
+        result.token,
+        max_age=ctx.settings.staff_session_hours * 3600,
+        httponly=True,
+        secure=ctx.settings.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
+    return PasswordLoginAnswer(
+        **who(principal).model_dump(), token=result.token, expires_ms=result.expires_ms
+    )
+
+
+@router.get("/auth/me")
+def whoami(principal: PrincipalDep) -> WhoAmI:
+    """Who is logged in, with their grants."""
+    return who(principal)

@@ -14,6 +14,7 @@ from controller.core.model import (
     Action,
     AlarmChanged,
     BayChanged,
+    CardRefused,
     PublishState,
     Session,
     SessionCheckpoint,
@@ -23,6 +24,21 @@ from controller.core.model import (
 from controller.core.tariffs import bill_to_dict, tariff_to_dict
 
 Record = tuple[str, str, int, dict[str, Any]]  # kind, key, ts_ms, data
+
+# Card refusals that mean "no room to charge" (the socket's state, or the shed's
+# power limit), reported as `demand` records for the unserved-demand report.
+DEMAND_REFUSALS = frozenset(
+    {
+        "authorized",
+        "charging",
+        "floating",
+        "finishing",
+        "fault",
+        "disabled",
+        "offline",
+        "over_budget",
+    }
+)
 
 
 def session_data(s: Session) -> dict[str, Any]:
@@ -92,4 +108,13 @@ class RecordMaker:
                     {"bay": action.bay, "occupied": action.occupied, "since": action.since_ms},
                 )
             ]
+        if isinstance(action, CardRefused) and action.reason in DEMAND_REFUSALS:
+            data = {
+                "source": "card",
+                "port": action.port,
+                "reason": action.reason,
+                "card": action.uid,
+                "at_ms": now_ms,
+            }
+            return [("demand", f"card-{action.port}-{now_ms}", now_ms, data)]
         return []

@@ -17,8 +17,8 @@ from api.schemas.common import Fen, Ms, Port, Ref, Watts, Wh, bounded
 from controller.core.fsm import SocketState
 
 MAX_RECORDS: Final = 500
-RECORD_KINDS: Final = ("session", "socket", "alarm", "bay")
-RecordKind = Literal["session", "socket", "alarm", "bay"]
+RECORD_KINDS: Final = ("session", "socket", "alarm", "bay", "demand")
+RecordKind = Literal["session", "socket", "alarm", "bay", "demand"]
 
 SOCKET_STATES: Final = frozenset(state.value for state in SocketState)
 
@@ -165,3 +165,15 @@ class BayData(BaseModel):
     occupied: bool
     since: Ms = Field(validation_alias=AliasChoices("since", "since_ms"))
     port: Port | None = None
+
+
+class DemandData(BaseModel):
+    """A card tap the shed refused for want of a free socket (docs/reports.md)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    source: Literal["card"]
+    port: Port
+    reason: Annotated[str, bounded(32, min_length=1)]
+    card: Annotated[str, bounded(20, min_length=1)]
+    at_ms: Ms

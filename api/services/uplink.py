@@ -21,11 +21,14 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.models import Alarm, Bay, ChargeSession, Socket
-from api.repos import alarms, record_versions, sessions, sockets
+from api.reports import demand, rollups
+from api.reports.reasons import is_incident
+from api.repos import alarms, board, record_versions, sessions, sockets
 from api.schemas.records import (
     RECORD_KINDS,
     AlarmData,
     BayData,
+    DemandData,
     RecordEnvelope,
     Rejection,
     SessionData,
@@ -145,17 +148,31 @@ def apply_record(
         _apply_socket(db, shed_id, record, data, now_ms)
     elif isinstance(data, AlarmData):
         _apply_alarm(db, shed_id, record, data, now_ms)
+    elif isinstance(data, DemandData):
+        demand.record_card_refusal(
+            db,
+            shed_id,
+            port=data.port,
+            reason=data.reason,
+            card=data.card,
+            at_ms=data.at_ms,
+            now_ms=now_ms,
+        )
     else:
         _apply_bay(db, shed_id, record, data, now_ms)
     version.version = record.version
     version.record_id = record.id
     version.applied_ms = now_ms
+    board.bump(db, shed_id, now_ms)  # the staff board shows it (api/services/board_watch.py)
     db.flush()
     return "applied"
 
 
-def _parse_data(record: RecordEnvelope) -> SessionData | SocketData | AlarmData | BayData:
-    data: SessionData | SocketData | AlarmData | BayData
+RecordData = SessionData | SocketData | AlarmData | BayData | DemandData
+
+
+def _parse_data(record: RecordEnvelope) -> RecordData:
+    data: RecordData
     if record.kind == "session":
         data = _validate(SessionData, record.data, "bad_record")
         _check_key(record, data.id, "session id")
@@ -170,6 +187,8 @@ def _parse_data(record: RecordEnvelope) -> SessionData | SocketData | AlarmData 
     elif record.kind == "alarm":
         data = _validate(AlarmData, record.data, "bad_record")
         _check_key(record, data.id, "alarm id")
+    elif record.kind == "demand":
+        data = _validate(DemandData, record.data, "bad_record")
     else:
         data = _validate(BayData, record.data, "bad_record")
         _check_key(record, str(data.bay), "bay number")
@@ -223,6 +242,7 @@ def _apply_session(
     row.reported_ms = record.ts
     row.received_ms = now_ms
     db.flush()
+    rollups.record_session(db, row, now_ms)  # the community office reports (docs/reports.md)
     if row.ended_ms is not None and not was_closed:
         hooks.run_session_closed(db, ClosedSession(shed_id=shed_id, session=row, now_ms=now_ms))
 
@@ -247,6 +267,7 @@ def _apply_alarm(
     db: Session, shed_id: str, record: RecordEnvelope, data: AlarmData, now_ms: int
 ) -> None:
     row = alarms.get_alarm(db, shed_id, record.key)
+    first_heard = row is None
     if row is None:
         row = Alarm(shed_id=shed_id, id=record.key)
         db.add(row)
@@ -267,6 +288,8 @@ def _apply_alarm(
         setattr(row, name, getattr(data, name))
     row.reported_ms = record.ts
     row.updated_ms = now_ms
+    if first_heard and is_incident(data.kind):  # a safety incident, counted once
+        rollups.record_incident(db, shed_id, data.port, data.raised_ms)
 
 
 def _apply_bay(

@@ -1,0 +1,67 @@
+"""The words of the reports, Chinese first and English second (page, CSV, XLSX)."""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+Lang = Literal["zh", "en"]
+
+TEXT: Final[dict[str, tuple[str, str]]] = {
+    # tables
+    "summary": ("汇总", "Summary"),
+    "days": ("每日", "By day"),
+    "sheds": ("按车棚", "By shed"),
+    "sockets": ("按插座", "By socket"),
+    "end_reasons": ("结束原因", "End reasons"),
+    "hours": ("按小时", "By hour of day"),
+    "heatmap": ("高峰时段（开始充电次数）", "Peak hours (sessions started)"),
+    # columns
+    "metric": ("指标", "Metric"),
+    "value": ("数值", "Value"),
+    "date": ("日期", "Date"),
+    "shed": ("车棚", "Shed"),
+    "shed_name": ("车棚名称", "Shed name"),
+    "port": ("插座", "Socket"),
+    "socket_count": ("插座数", "Sockets"),
+    "sessions": ("充电次数", "Sessions"),
+    "energy_kwh": ("电量（千瓦时）", "Energy (kWh)"),
+    "revenue_yuan": ("收入（元）", "Revenue (yuan)"),
+    "refunds_yuan": ("退款（元）", "Refunds (yuan)"),
+    "avg_session_min": ("平均时长（分钟）", "Average session (min)"),
+    "utilisation_pct": ("利用率（%）", "Utilisation (%)"),
+    "incidents": ("安全事件", "Safety incidents"),
+    "unserved": ("无空闲插座（人次）", "Unserved demand"),
+    "end_reason": ("结束原因", "End reason"),
+    "share_pct": ("占比（%）", "Share (%)"),
+    "hour": ("时段", "Hour"),
+    "weekday": ("星期", "Weekday"),
+    # end groups
+    "end_full": ("充满自停", "Full"),
+    "end_unplugged": ("拔下充电器", "Unplugged"),
+    "end_money": ("金额用完", "Money used up"),
+    "end_safety": ("安全保护", "Safety trip"),
+    "end_stopped": ("居民或物业停止", "Stopped by resident or staff"),
+    "end_other": ("其他", "Other"),
+}
+
+WEEKDAYS: Final[tuple[tuple[str, str], ...]] = (
+    ("周一", "Mon"),
+    ("周二", "Tue"),
+    ("周三", "Wed"),
+    ("周四", "Thu"),
+    ("周五", "Fri"),
+    ("周六", "Sat"),
+    ("周日", "Sun"),
+)
+
+
+def label(key: str, lang: Lang) -> str:
+    pair = TEXT.get(key)
+    if pair is None:
+        return key
+    return pair[1] if lang == "en" else pair[0]
+
+
+def weekday(index: int, lang: Lang) -> str:
+    zh, en = WEEKDAYS[index]
+    return en if lang == "en" else zh

@@ -1,0 +1,133 @@
+"""Keeps the report rollups (`report_socket_days`, `report_shed_hours`).
+
+Called by the uplink (api/services/uplink.py) inside the transaction that
+applies a record, so a rollup changes exactly when the record is applied:
+
+- `record_session`: every applied version of a session record. The session's
+  last contribution is kept (`report_contributions`); the rollups change by
+  the difference, so a replay changes nothing and a corrected version
+  replaces what the earlier one added.
+- `record_incident`: a safety alarm seen for the first time.
+- `add_unserved` (api/reports/demand.py): a demand event.
+
+Counters are added with one `INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`
+per table, rows in key order (two transactions never lock them crosswise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from api.models import (
+    HOUR_COUNTS,
+    ROLLUP_COUNTS,
+    ChargeSession,
+    ReportContribution,
+    ReportShedHour,
+    ReportSocketDay,
+    Shed,
+)
+from api.reports.contribution import Contribution, SessionFigures, contribution
+from api.reports.periods import day_start_ms, hour_start_ms
+
+SHED_PORT = 0  # the shed itself, in report_socket_days
+
+
+def figures(row: ChargeSession) -> SessionFigures:
+    return SessionFigures(
+        port=row.port,
+        started_ms=row.started_ms,
+        ended_ms=row.ended_ms,
+        end_reason=row.end_reason,
+        energy_wh=row.energy_wh,
+        billed_fen=row.billed_fen,
+        refund_fen=row.refund_fen,
+    )
+
+
+def record_session(db: Session, row: ChargeSession, now_ms: int) -> None:
+    """Bring the rollups in line with this version of the session."""
+    new = contribution(figures(row))
+    stored = db.get(ReportContribution, (row.shed_id, row.id))
+    old = Contribution.from_json(stored.parts) if stored is not None else Contribution()
+    delta = new.minus(old)
+    if delta.is_empty():
+        return
+    add(db, row.shed_id, delta)
+    if stored is None:
+        db.add(
+            ReportContribution(
+                shed_id=row.shed_id, session_id=row.id, parts=new.to_json(), updated_ms=now_ms
+            )
+        )
+    else:
+        stored.parts = new.to_json()
+        stored.updated_ms = now_ms
+
+
+def record_incident(db: Session, shed_id: str, port: int | None, raised_ms: int) -> None:
+    key = (port or SHED_PORT, day_start_ms(raised_ms))
+    add(db, shed_id, Contribution(days={key: {"incidents": 1}}))
+
+
+def add_unserved(db: Session, shed_id: str, at_ms: int) -> None:
+    add(
+        db,
+        shed_id,
+        Contribution(
+            days={(SHED_PORT, day_start_ms(at_ms)): {"unserved": 1}},
+            hours={hour_start_ms(at_ms): {"unserved": 1}},
+        ),
+    )
+
+
+def add(db: Session, shed_id: str, delta: Contribution) -> None:
+    """Add `delta` to the rollup rows of the shed (creating them at zero)."""
+    shed = db.get(Shed, shed_id)
+    if shed is None:
+        raise LookupError(f"no shed {shed_id!r}")
+    base = {"shed_id": shed_id, "compound_id": shed.compound_id}
+    day_rows = [
+        {**base, "port": port, "day_ms": day, **_full(counts, ROLLUP_COUNTS)}
+        for (port, day), counts in sorted(delta.days.items())
+    ]
+    hour_rows = [
+        {**base, "hour_ms": hour, **_full(counts, HOUR_COUNTS)}
+        for hour, counts in sorted(delta.hours.items())
+    ]
+    _upsert_add(db, _table(ReportSocketDay), day_rows, ("shed_id", "port", "day_ms"), ROLLUP_COUNTS)
+    _upsert_add(db, _table(ReportShedHour), hour_rows, ("shed_id", "hour_ms"), HOUR_COUNTS)
+
+
+def _table(model: type[Any]) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+def _full(counts: dict[str, int], names: tuple[str, ...]) -> dict[str, int]:
+    unknown = counts.keys() - set(names)
+    if unknown:
+        raise ValueError(f"not a rollup counter: {sorted(unknown)}")
+    return {name: counts.get(name, 0) for name in names}
+
+
+def _upsert_add(
+    db: Session,
+    table: Table,
+    rows: list[dict[str, Any]],
+    keys: tuple[str, ...],
+    counters: tuple[str, ...],
+) -> None:
+    if not rows:
+        return
+    dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={name: table.c[name] + stmt.excluded[name] for name in counters},
+    )
+    db.execute(stmt)

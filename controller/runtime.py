@@ -63,9 +63,16 @@ def make_bridge(
 
 @contextlib.asynccontextmanager
 async def running_controller(
-    settings: Settings, clock: Clock, service: ControllerService | None = None
+    settings: Settings,
+    clock: Clock,
+    service: ControllerService | None = None,
+    *,
+    central_loops: bool = True,
 ) -> AsyncIterator[ControllerService]:
-    """A connected controller whose timers run until the context exits."""
+    """A connected controller whose timers run until the context exits.
+
+    `central_loops=False` builds the link to the central API (`service.uplink`,
+    `service.poller`) without running it: a stepped simulation drives it."""
     service = service or ControllerService(settings, clock)
     bridge = make_bridge(settings, service, clock)
     stop = asyncio.Event()
@@ -85,10 +92,11 @@ async def running_controller(
             service.on_outbox(uplink.wake.set)
             poller = CommandPoller(service, client, clock, wait_s=settings.central.poll_wait_s)
             service.uplink, service.poller = uplink, poller
-            tasks += [
-                asyncio.create_task(uplink.run(), name="uplink"),
-                asyncio.create_task(poller.run(), name="central-commands"),
-            ]
+            if central_loops:
+                tasks += [
+                    asyncio.create_task(uplink.run(), name="uplink"),
+                    asyncio.create_task(poller.run(), name="central-commands"),
+                ]
         try:
             yield service
         finally:

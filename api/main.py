@@ -30,11 +30,14 @@ from api.routes import public as public_routes
 from api.routes import staff as staff_routes
 from api.services.command_waiters import CommandWaiters
 from api.services.hooks import Hooks
+from api.services.audit import with_staff_hooks
 from api.services.orders_gateway import gateway_from_settings, with_order_hooks
 from api.services.orders_workers import OrdersRuntime
+from api.services.staff_runtime import StaffRuntime
 from api.services.sms import SmsSender
 from api.settings import ApiSettings
 from api.web import web_router
+from api.web.staff import router as staff_web_router
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +72,13 @@ def create_app(
     if gateway is None:
         gateway = gateway_from_settings(settings, clock)
     orders = OrdersRuntime(settings, sessions, clock, gateway, own_gateway=own_gateway)
+    staff = StaffRuntime(settings, sessions, clock)
     ctx = AppContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
         now_ms=clock,
-        hooks=with_order_hooks(hooks or Hooks()),
+        hooks=with_staff_hooks(with_order_hooks(hooks or Hooks())),
         waiters=waiters,
         orders=orders,
     )
@@ -87,9 +91,11 @@ def create_app(
             await run_in_threadpool(check_schema, engine)
         await waiters.start()
         await orders.start()
+        await staff.start()
         try:
             yield
         finally:
+            await staff.stop()
             await orders.stop()
             await waiters.stop()
             engine.dispose()
@@ -102,6 +108,7 @@ def create_app(
     )
     app.state.ctx = ctx
     app.state.sms_sender = sms_sender
+    app.state.staff = staff  # the board's live push, API alarms (docs/staff-board.md)
     install_error_handlers(app)
     app.include_router(api_router)
     app.include_router(health_router)
@@ -116,6 +123,7 @@ def create_app(
         app.include_router(router, prefix="/api/v1")
     app.include_router(notify_routes.router)
     app.include_router(web_router)  # the resident pages (docs/resident-pages.md)
+    app.include_router(staff_web_router)  # login and the staff board (docs/staff-board.md)
     return app
 
 

@@ -15,7 +15,7 @@ from controller import __version__
 from controller.clock import Clock
 from controller.service import ControllerService
 from controller.settings import Settings
-from controller.uplink import CommandPoller, Uplink
+from controller.uplink import CommandPoller, LiveSender, Uplink
 from firmware_bridge.modbus_bridge import ModbusBridge
 from firmware_bridge.modbus_routing import RoutingBridge
 from firmware_bridge.mqtt_adapter import MqttBridge, MqttSettings
@@ -97,6 +97,9 @@ async def running_controller(
                     asyncio.create_task(uplink.run(), name="uplink"),
                     asyncio.create_task(poller.run(), name="central-commands"),
                 ]
+            if central_loops and settings.central.live_every_s > 0:
+                live = LiveSender(service, client, clock, settings.central.live_every_s)
+                tasks.append(asyncio.create_task(live.run(), name="live-snapshots"))
         try:
             yield service
         finally:

@@ -45,6 +45,9 @@ class CentralSettings(BaseModel):
     url: str = Field(pattern=r"^https?://")
     token: str = Field(min_length=8)
     poll_wait_s: int = Field(default=25, ge=1, le=30)
+    # Live readings for the staff board (every port and bay) are posted this
+    # often, outside the outbox: a lost one is replaced by the next. 0: off.
+    live_every_s: float = Field(default=5.0, ge=0, le=300)
 
 
 class BoardSettings(BaseModel):

@@ -5,8 +5,11 @@
   jitter; what the API has applied (or already had) is deleted. The outbox is
   in SQLite, so an outage of days is buffered and drained afterwards.
 - `CommandPoller` long-polls the API for commands (start a paid session, stop,
-  disable, enable, new tariff, card list), carries each out once through the
-  service, and reports the result, again after a restart if need be.
+  disable, enable, new tariff, card list, acknowledge an alarm), carries each
+  out once through the service, and reports the result, again after a
+  restart if need be.
+- `LiveSender` posts the live readings of every socket and bay every few
+  seconds for the staff board; a lost one is replaced by the next.
 
 Both only move data; what a command does is decided by the core.
 """
@@ -25,6 +28,7 @@ import httpx
 from controller.clock import Clock
 from controller.core.model import Authorization, Card, Refusal
 from controller.core.tariffs import TariffError, tariff_from_dict, tariff_to_dict
+from controller.live_snapshot import live_snapshot
 from controller.service import ControllerService
 
 log = logging.getLogger("ebshed.uplink")
@@ -158,6 +162,7 @@ class CommandPoller(_CentralLink):
             "enable": self._enable,
             "tariff": self._tariff,
             "cards": self._cards,
+            "ack_alarm": self._ack_alarm,
         }
 
     @property
@@ -251,21 +256,80 @@ class CommandPoller(_CentralLink):
         )
         return _result(True, data={"tariff": tariff.id, "version": tariff.version})
 
+    def _ack_alarm(self, d: dict[str, Any]) -> dict[str, Any]:
+        """Staff acknowledged an alarm on the board: the same as at the shed (a
+        smoke lockout ends only then); the alarm's record goes back acknowledged."""
+        by, note = str(d["by"])[:64], str(d.get("note", ""))[:512]
+        return _from(self.service.acknowledge(str(d["alarm_id"]), by, note))
+
     def _cards(self, d: dict[str, Any]) -> dict[str, Any]:
-        cards = [
-            Card(
-                str(c["uid"]).upper(),
-                int(c.get("balance_fen", 0)),
-                c.get("plan_until_ms"),
-                bool(c.get("blocked", False)),
-            )
-            for c in d["cards"]
-        ]
+        """Cards to add or change. Per card: `balance_fen` sets the balance,
+        `top_up_fen` adds to it (this command is carried out once, so a top-up
+        counts once); a field left out or null keeps what the shed has."""
+        known = {c.uid: c for c in self.service.store.cards()}
+        cards = []
+        for c in d["cards"]:
+            uid = str(c["uid"]).upper()
+            old = known.get(uid, Card(uid))
+            balance = old.balance_fen
+            if c.get("balance_fen") is not None:
+                balance = int(c["balance_fen"])
+            elif c.get("top_up_fen") is not None:
+                balance += int(c["top_up_fen"])
+            plan = c.get("plan_until_ms", old.plan_until_ms)
+            blocked = old.blocked if c.get("blocked") is None else bool(c["blocked"])
+            cards.append(Card(uid, balance, plan, blocked))
         now = self.clock.now_ms()
         for card in cards:
             self.service.store.upsert_card(card, now, note="central")
         self.service.core.set_cards(self.service.store.cards())
         return _result(True, data={"cards": len(cards)})
+
+
+class LiveSender(_CentralLink):
+    """Posts the live readings (controller/live_snapshot.py) every `every_s`.
+
+    Not through the outbox: nothing is kept or retried, the next snapshot
+    replaces a lost one. Failures are counted and logged once per outage."""
+
+    def __init__(
+        self,
+        service: ControllerService,
+        client: httpx.AsyncClient,
+        clock: Clock,
+        every_s: float = 5.0,
+    ) -> None:
+        super().__init__(service, client, clock)
+        self.every_s = every_s
+        self.counts = {"sent": 0, "stale": 0, "errors": 0}
+        self._failing = False
+
+    @property
+    def path(self) -> str:
+        return f"/api/v1/sheds/{self.service.settings.shed.id}/live"
+
+    async def send_once(self) -> bool:
+        """Post one snapshot; True when the API stored it (False: it had a newer one)."""
+        body = live_snapshot(self.service.core, self.clock.now_ms())
+        resp = await self.client.post(self.path, json=body)
+        resp.raise_for_status()
+        stored = bool(resp.json().get("stored"))
+        self.counts["sent" if stored else "stale"] += 1
+        return stored
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.send_once()
+                if self._failing:
+                    log.info("live snapshots reach the central API again")
+                self._failing = False
+            except (httpx.HTTPError, ValueError) as err:
+                self.counts["errors"] += 1
+                if not self._failing:
+                    log.warning("live snapshot not sent (%s); the next one replaces it", err)
+                self._failing = True
+            await self.clock.sleep(self.every_s)
 
 
 def _result(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.routes import staff_auth
+from api.routes import admin_users, live, staff_auth, staff_board, staff_money
 
 router = APIRouter()
-router.include_router(staff_auth.router)
+for module in (staff_auth, staff_board, staff_money, admin_users, live):
+    router.include_router(module.router)

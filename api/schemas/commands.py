@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.common import Fen, Ms, Port, Ref, bounded
 
-CommandKind = Literal["start_session", "stop_session", "disable", "enable", "tariff", "cards"]
+CommandKind = Literal[
+    "start_session", "stop_session", "disable", "enable", "tariff", "cards", "ack_alarm"
+]
 COMMAND_KINDS: Final[tuple[CommandKind, ...]] = (
     "start_session",
     "stop_session",
@@ -16,6 +18,7 @@ COMMAND_KINDS: Final[tuple[CommandKind, ...]] = (
     "enable",
     "tariff",
     "cards",
+    "ack_alarm",
 )
 
 
@@ -43,14 +46,26 @@ class PortReasonData(_Strict):
 
 
 class CardData(_Strict):
+    """A card to add or change; a field left null keeps what the shed has.
+    `balance_fen` sets the balance, `top_up_fen` adds to it (once per command)."""
+
     uid: Annotated[str, bounded(20, min_length=1)]
-    balance_fen: Fen = 0
+    balance_fen: Fen | None = None
+    top_up_fen: Fen | None = None
     plan_until_ms: Ms | None = None
-    blocked: bool = False
+    blocked: bool | None = None
 
 
 class CardsData(_Strict):
     cards: list[CardData]
+
+
+class AckAlarmData(_Strict):
+    """Staff acknowledged the shed's alarm `alarm_id` (a smoke lockout ends only then)."""
+
+    alarm_id: Ref
+    by: Annotated[str, bounded(64, min_length=1)]
+    note: Annotated[str, bounded(512)] = ""
 
 
 # `tariff` data is a tariff dict, validated by controller.core.tariffs.tariff_from_dict.
@@ -60,6 +75,7 @@ COMMAND_DATA: Final[dict[str, type[BaseModel]]] = {
     "disable": PortReasonData,
     "enable": PortReasonData,
     "cards": CardsData,
+    "ack_alarm": AckAlarmData,
 }
 
 

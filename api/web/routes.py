@@ -39,6 +39,8 @@ STATIC_DIR: Final = HERE / "static"
 STATIC_TYPES: Final = {
     "web.css": "text/css; charset=utf-8",
     "web.js": "text/javascript; charset=utf-8",
+    "staff.css": "text/css; charset=utf-8",  # the staff board (api/web/staff*.py)
+    "staff.js": "text/javascript; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
 SHED_ID: Final = re.compile(r"^[a-z0-9-]{1,32}$")

@@ -27,6 +27,7 @@ from api.routes import notify as notify_routes
 from api.routes import orders as order_routes
 from api.routes import orders_admin as order_admin_routes
 from api.routes import public as public_routes
+from api.routes import reports as report_routes
 from api.routes import staff as staff_routes
 from api.services.command_waiters import CommandWaiters
 from api.services.hooks import Hooks
@@ -37,6 +38,7 @@ from api.services.staff_runtime import StaffRuntime
 from api.services.sms import SmsSender
 from api.settings import ApiSettings
 from api.web import web_router
+from api.web.reports import router as reports_web_router
 from api.web.staff import router as staff_web_router
 
 log = logging.getLogger(__name__)
@@ -124,6 +126,9 @@ def create_app(
     app.include_router(notify_routes.router)
     app.include_router(web_router)  # the resident pages (docs/resident-pages.md)
     app.include_router(staff_web_router)  # login and the staff board (docs/staff-board.md)
+    # Community office reports (docs/reports.md): JSON and downloads, and the pages.
+    app.include_router(report_routes.router, prefix="/api/v1")
+    app.include_router(reports_web_router)
     return app
 
 

@@ -247,6 +247,75 @@ def port_stop(
     typer.echo(json.dumps(_post(f"{controller}/ports/{port}/stop", {"reason": "operator"})))
 
 
+@app.command("report")
+def report(
+    compound: Annotated[str, typer.Option(help="Compound id.")],
+    month: Annotated[str, typer.Option(help="Local (China) month, YYYY-MM.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, xlsx or json.")] = "csv",
+    out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+    table: Annotated[
+        str | None, typer.Option(help="With csv: only this table (summary, days, sheds, ...).")
+    ] = None,
+    lang: Annotated[str, typer.Option(help="zh or en: headers and labels.")] = "zh",
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="EBSHED_API_DATABASE_URL", help="The central API's database."),
+    ] = None,
+) -> None:
+    """The monthly community office report of a compound (docs/reports.md)."""
+    from api.reports.cli import ReportFailed, monthly_report
+    from api.settings import DEFAULT_DATABASE_URL
+
+    try:
+        data = monthly_report(database_url or DEFAULT_DATABASE_URL, compound, month, fmt,
+                              "en" if lang == "en" else "zh", table)
+    except ReportFailed as err:
+        _fail(err.message, err.exit_code)
+    if out is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        out.write_bytes(data)
+        typer.echo(f"{out}: {len(data)} bytes", err=True)
+
+
+@user_app.command("add")
+def user_add(
+    login: Annotated[str, typer.Argument(help="The login name (a-z 0-9 . _ -).")],
+    role: Annotated[str, typer.Option(help="staff, office or admin.")] = "admin",
+    compound: Annotated[
+        list[str] | None,
+        typer.Option(help="A compound the role holds in (repeat it); none: every compound."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="The name shown on the board.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input (scripts).")
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="EBSHED_API_DATABASE_URL", help="The central API's database."),
+    ] = None,
+) -> None:
+    """Add a user with a password, e.g. the first admin: `ebshed user add admin`."""
+    import time
+
+    from api.services.user_cli import UserAddFailed, add_user
+    from api.settings import DEFAULT_DATABASE_URL
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user_id = add_user(database_url or DEFAULT_DATABASE_URL, login=login, name=name,
+                           password=password, role=role, compounds=compound or [],
+                           now_ms=time.time_ns() // 1_000_000)  # fmt: skip
+    except UserAddFailed as err:
+        _fail(f"{err.message} [{err.code}]")
+    where = ", ".join(compound) if compound else "every compound"
+    typer.echo(f"user {login} (id {user_id}): {role} in {where}")
+
+
 @bench_app.command("telemetry")
 def bench_telemetry(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
@@ -270,6 +339,26 @@ def bench_footprint(
     from bench.footprint import run
 
     _emit(run(sockets=sockets, minutes=minutes, broker=broker), json_out)
+
+
+@bench_app.command("reports")
+def bench_reports(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    compounds: Annotated[int, typer.Option()] = 20,
+    sheds: Annotated[int, typer.Option(help="Sheds per compound.")] = 5,
+    sockets: Annotated[int, typer.Option(help="Sockets per shed.")] = 48,
+    days: Annotated[int, typer.Option(help="Days of sessions (from 2025-12-01).")] = 365,
+    backend: Annotated[str, typer.Option(help="sqlite or postgresql.")] = "sqlite",
+    postgres: Annotated[
+        str, typer.Option(help="PostgreSQL server: a throwaway database is made on it.")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+    repeat: Annotated[int, typer.Option(help="Runs of each report; the best counts.")] = 3,
+) -> None:
+    """A month's report of one compound from the rollups vs scanning raw sessions."""
+    from bench.reports import run
+
+    _emit(run(compounds=compounds, sheds=sheds, sockets=sockets, days=days, backend=backend,
+              postgres=postgres, repeat=repeat), json_out)
 
 
 @bench_app.command("modbus-poll")

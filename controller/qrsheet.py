@@ -2,7 +2,7 @@
 
 `write_qr_sheet` writes an A4 PDF, 3 x 4 stickers a page with dashed cut
 lines. A socket's sticker shows its number large, the shed's name, the QR
-code of `{base_url}/s/{shed_id}/{port}` (the socket page, docs/resident-pages.md)
+code of `{base_url}/s/{shed_id}/{port}?src=qr` (the socket page, docs/resident-pages.md)
 and the posted price, so the price is on the socket before anyone scans
 (complaint 7). The first sticker is the shed's: `{base_url}/s/{shed_id}`,
 free sockets and bays right now.
@@ -98,7 +98,9 @@ class QrSheet:
 
 
 def socket_url(base_url: str, shed_id: str, port: int) -> str:
-    return f"{base_url}/s/{shed_id}/{port}"
+    """`?src=qr` tells a scan from a page reload: a scan that finds the shed
+    full counts as unserved demand (docs/reports.md)."""
+    return f"{base_url}/s/{shed_id}/{port}?src=qr"
 
 
 def shed_url(base_url: str, shed_id: str) -> str:

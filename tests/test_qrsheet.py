@@ -101,7 +101,7 @@ def test_a_valid_a4_pdf_with_one_sticker_per_socket_and_one_for_the_shed(
     shed, *sockets = sheet.stickers
     assert (shed.kind, shed.url, shed.page, shed.slot) == ("shed", f"{BASE}/s/{SHED}", 1, 0)
     assert [s.port for s in sockets] == list(range(1, 25))  # in order, whatever was given
-    assert [s.url for s in sockets] == [f"{BASE}/s/{SHED}/{p}" for p in range(1, 25)]
+    assert [s.url for s in sockets] == [f"{BASE}/s/{SHED}/{p}?src=qr" for p in range(1, 25)]
     assert [(s.page, s.slot) for s in sheet.stickers] == [(i // 12 + 1, i % 12) for i in range(25)]
 
 
@@ -241,7 +241,7 @@ def test_unusable_input_is_refused_with_a_code(
 
 def test_base_url_may_have_a_path(tmp_path: Path) -> None:
     sheet = write_qr_sheet(SHED, NAME, [3], PRICE, "https://x.example/charge/", tmp_path / "s.pdf")
-    assert sheet.stickers[1].url == "https://x.example/charge/s/tty-east-1/3"
+    assert sheet.stickers[1].url == "https://x.example/charge/s/tty-east-1/3?src=qr"
 
 
 def test_without_a_truetype_cjk_font_the_builtin_cid_font_is_used_with_a_warning(

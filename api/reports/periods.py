@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Final, Literal
 
-HOUR_MS: Final = 3_600_000
+MINUTE_MS: Final = 60_000
+HOUR_MS: Final = 60 * MINUTE_MS
 DAY_MS: Final = 24 * HOUR_MS
 LOCAL_OFFSET_MS: Final = 8 * HOUR_MS  # China Standard Time
 LOCAL_TZ: Final = timezone(timedelta(milliseconds=LOCAL_OFFSET_MS))

@@ -29,7 +29,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from api.web import i18n, views
+from api.web import i18n, reports_demand, views
 from api.web.client import Answer, ApiClient, Problem, api_client
 from api.web.i18n import Lang, pick_lang
 from api.web.money import money
@@ -42,6 +42,7 @@ STATIC_TYPES: Final = {
     "staff.css": "text/css; charset=utf-8",  # the staff board (api/web/staff*.py)
     "staff.js": "text/javascript; charset=utf-8",
     "icon.svg": "image/svg+xml",
+    "reports.css": "text/css; charset=utf-8",  # the office reports (api/web/reports.py)
 }
 SHED_ID: Final = re.compile(r"^[a-z0-9-]{1,32}$")
 ORDER_NO: Final = re.compile(r"^[A-Za-z0-9_-]{6,32}$")
@@ -236,9 +237,12 @@ async def socket_page(
     if part == "live":
         return render(request, "_socket_live.html", lg, socket=socket)
     phone = await _my_phone(request, api)
-    return render(
+    page = render(
         request, "socket.html", lg, socket=socket, error="", phone=phone, chosen=_default(socket)
     )
+    if reports_demand.from_sticker(request):  # unserved demand (docs/reports.md)
+        await reports_demand.note_scan(request, page, shed_id, int(port))
+    return page
 
 
 async def _my_phone(request: Request, api: ApiClient) -> str:

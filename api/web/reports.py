@@ -1,0 +1,238 @@
+"""The community office report pages (docs/reports.md).
+
+| page | what |
+|---|---|
+| `GET /reports` | the compounds the user may read (straight to the report if one) |
+| `GET /reports/{compound_id}?period=month&value=2026-11` | summary, charts, tables, downloads |
+
+Server-rendered HTML with server-side SVG charts; no script. The data comes
+from the JSON API (`/api/v1/reports/...`, api/routes/reports.py) through
+`ApiClient`, as the logged-in user: access is decided there, once. Not logged
+in: to `/login?next=...`. Downloads link to the API's export route, which the
+same login cookie opens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Annotated, Any, Final
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+
+from api.reports import charts, export
+from api.reports.labels import Lang, label, weekday
+from api.reports.model import FIGURES, Table
+from api.reports.periods import PERIOD_KINDS, Period, local_date, parse_period, period_of
+from api.web.client import ApiClient, api_client
+from api.web.routes import HERE, SECURITY_HEADERS, static_url
+
+router = APIRouter(include_in_schema=False)
+ApiDep = Annotated[ApiClient, Depends(api_client)]
+LangQuery = Annotated[str | None, Query(alias="lang", max_length=8)]
+KindQuery = Annotated[str, Query(alias="period", max_length=8)]
+ValueQuery = Annotated[str | None, Query(alias="value", max_length=16)]
+CSV_TABLES: Final = ("days", "sheds", "sockets", "end_reasons", "hours", "heatmap", "summary")
+
+
+@cache
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["static"] = static_url
+    return env
+
+
+def _lang(value: str | None) -> Lang:
+    return "en" if value is not None and value.lower().startswith("en") else "zh"
+
+
+def _page(
+    request: Request, template: str, lang: Lang, *, status: int = 200, **context: Any
+) -> HTMLResponse:
+    def t(key: str, **values: object) -> str:
+        return label(key, lang).format(**values)
+
+    other = "zh" if lang == "en" else "en"
+    query = dict(request.query_params) | {"lang": other}
+    html = (
+        _env()
+        .get_template(template)
+        .render(
+            lang=lang,
+            html_lang="en" if lang == "en" else "zh-CN",
+            t=t,
+            switch_url=f"{request.url.path}?{urlencode(query)}",
+            **context,
+        )
+    )
+    return HTMLResponse(html, status, headers={"Cache-Control": "no-store", **SECURITY_HEADERS})
+
+
+def _problem_page(request: Request, lang: Lang, status: int, code: str) -> Response:
+    if status == 401:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target, safe='')}", 303)
+    key = {403: "forbidden", 404: "not_found", 422: "bad_period"}.get(status, "unavailable")
+    shown = status if status in (403, 404, 422) else 503
+    return _page(
+        request, "reports/error.html", lang, status=shown, message=label(key, lang), code=code
+    )
+
+
+@router.get("/reports")
+async def reports_index(request: Request, api: ApiDep, lang: LangQuery = None) -> Response:
+    lg = _lang(lang)
+    answer = await api.get("/api/v1/reports")
+    if answer.status == 403:  # logged in, but not office, staff or admin anywhere
+        return _page(request, "reports/index.html", lg, compounds=[], q=_q(lg))
+    if not answer.ok:
+        return _problem_page(request, lg, answer.status, answer.problem.code)
+    compounds = answer.body if isinstance(answer.body, list) else []
+    if len(compounds) == 1:
+        return RedirectResponse(f"/reports/{quote(compounds[0]['id'])}{_q(lg)}", 303)
+    return _page(request, "reports/index.html", lg, compounds=compounds, q=_q(lg))
+
+
+def _q(lang: Lang) -> str:
+    return "?lang=en" if lang == "en" else ""
+
+
+@dataclass(frozen=True, slots=True)
+class ShownTable:
+    name: str
+    title: str
+    header: list[str]
+    rows: list[list[Any]]
+    csv_url: str
+
+
+@router.get("/reports/{compound_id}")
+async def report_page(
+    request: Request,
+    compound_id: str,
+    api: ApiDep,
+    kind: KindQuery = "month",
+    value: ValueQuery = None,
+    lang: LangQuery = None,
+) -> Response:
+    lg = _lang(lang)
+    params: dict[str, str] = {"period": kind if kind in PERIOD_KINDS else "month"}
+    if value:
+        params["value"] = value
+    answer = await api.get(f"/api/v1/reports/{quote(compound_id)}?{urlencode(params)}")
+    if not answer.ok:
+        return _problem_page(request, lg, answer.status, answer.problem.code)
+    data = answer.json_dict()
+    period = parse_period(data["period"]["kind"], data["period"]["label"])
+    tables = {
+        name: Table(name, list(t["columns"]), [list(r) for r in t["rows"]])
+        for name, t in data["tables"].items()
+    }
+    base = f"/api/v1/reports/{quote(compound_id)}/export"
+    query = {"period": period.kind, "value": period.label, "lang": lg}
+
+    def download(fmt: str, table: str | None = None) -> str:
+        extra = {"format": fmt} | ({"table": table} if table else {})
+        return f"{base}?{urlencode(query | extra)}"
+
+    shown = [
+        ShownTable(
+            name,
+            label(name, lg),
+            export.header(tables[name], lg),
+            export.cells(tables[name], lg),
+            download("csv", name),
+        )
+        for name in CSV_TABLES
+    ]
+    summary = {row[0]: row[1] for row in tables["summary"].rows}
+    last_day = local_date(period.end_ms - 1)
+    return _page(
+        request,
+        "reports/report.html",
+        lg,
+        compound=data["compound"],
+        period=period,
+        kinds=PERIOD_KINDS,
+        range_text=label("period_range", lg).format(
+            start=local_date(period.start_ms).isoformat(), end=last_day.isoformat()
+        ),
+        socket_count=data["socket_count"],
+        cards=[(label(name, lg), summary[name]) for name in FIGURES],
+        charts=_charts(tables, lg),
+        tables=shown,
+        xlsx_url=download("xlsx"),
+        csv_all_url=download("csv"),
+        nav=_nav(compound_id, period, lg),
+        q=_q(lg),
+    )
+
+
+def _nav(compound_id: str, period: Period, lang: Lang) -> dict[str, str]:
+    def link(p: Period) -> str:
+        query = {"period": p.kind, "value": p.label} | ({"lang": "en"} if lang == "en" else {})
+        return f"/reports/{quote(compound_id)}?{urlencode(query)}"
+
+    before = period_of(period.kind, period.start_ms - 1)
+    after = period_of(period.kind, period.end_ms)
+    return {"previous": link(before), "next": link(after)}
+
+
+def _charts(tables: dict[str, Table], lang: Lang) -> list[Markup]:
+    days = tables["days"].as_dicts()
+    day_labels = [str(d["date"])[5:] for d in days]
+    every = 1 if len(days) <= 7 else 3
+    hours = tables["hours"].as_dicts()
+    hour_labels = [f"{int(h['hour']):02d}" for h in hours]
+    ends = tables["end_reasons"].as_dicts()
+    grid = [[int(v) for v in row[1:]] for row in tables["heatmap"].rows]
+    return [
+        charts.bars(
+            label("chart_sessions", lang),
+            day_labels,
+            [float(d["sessions"]) for d in days],
+            every=every,
+        ),
+        charts.bars(
+            label("chart_energy", lang),
+            day_labels,
+            [float(d["energy_kwh"]) for d in days],
+            unit=" kWh",
+            every=every,
+        ),
+        charts.bars(
+            label("chart_utilisation", lang),
+            hour_labels,
+            [float(h["utilisation_pct"]) for h in hours],
+            unit="%",
+            every=2,
+        ),
+        charts.heatmap(
+            label("chart_heatmap", lang),
+            [weekday(i, lang) for i in range(7)],
+            [f"{h:02d}" for h in range(24)],
+            grid,
+        ),
+        charts.hbars(
+            label("chart_ends", lang),
+            [label(f"end_{e['end_reason']}", lang) for e in ends],
+            [float(e["sessions"]) for e in ends],
+        ),
+        charts.bars(
+            label("chart_unserved", lang),
+            hour_labels,
+            [float(h["unserved"]) for h in hours],
+            every=2,
+            color=charts.BAR_ALT,
+        ),
+    ]

@@ -1,0 +1,88 @@
+"""`ebshed report`: the monthly report from the central database, as a file or
+on stdout, equal to the API's; clear errors and exit codes for bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from openpyxl import load_workbook
+from typer.testing import CliRunner
+
+from controller.cli import app
+from tests.test_reports_api import shed_with_sessions
+
+if TYPE_CHECKING:
+    from tests.api_db import Api
+
+pytest_plugins = ["tests.api_db"]
+
+
+def run(db_url: str, *args: str) -> tuple[int, bytes, str]:
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", "--database-url", db_url, *args])
+    return result.exit_code, result.stdout_bytes, result.stderr
+
+
+async def test_the_monthly_report_in_every_format(api: Api, db_url: str, tmp_path: Path) -> None:
+    await shed_with_sessions(api)
+    from_api = (
+        await api.client.get(
+            "/api/v1/reports/demo",
+            headers=api.admin,
+            params={"period": "month", "value": "2026-11"},
+        )
+    ).json()
+    code, out, _err = run(db_url, "--compound", "demo", "--month", "2026-11", "--format", "json")
+    assert code == 0
+    assert json.loads(out) == from_api
+
+    code, out, _err = run(
+        db_url, "--compound", "demo", "--month", "2026-11", "--table", "sheds", "--lang", "en"
+    )
+    assert code == 0
+    rows = list(csv.reader(io.StringIO(out.decode("utf-8-sig"))))
+    assert rows[0][:4] == ["Shed", "Shed name", "Sockets", "Sessions"]
+    assert rows[1][:4] == ["rep-s", "车棚 rep-s", "3", "4"]
+
+    target = tmp_path / "nov.xlsx"
+    code, _out, err = run(
+        db_url, "--compound", "demo", "--month", "2026-11", "--format", "xlsx", "--out", str(target)
+    )
+    assert code == 0 and str(target) in err
+    book = load_workbook(target, read_only=True)
+    summary = {r[0]: r[1] for r in book["汇总"].iter_rows(min_row=2, values_only=True)}
+    assert summary["充电次数"] == from_api["summary"]["sessions"] == 4
+    assert summary["电量（千瓦时）"] == from_api["summary"]["energy_kwh"]
+
+
+@pytest.mark.parametrize(
+    ("args", "exit_code", "message"),
+    [
+        (["--compound", "nowhere", "--month", "2026-11"], 3, "no compound 'nowhere'"),
+        (["--compound", "demo", "--month", "2026-13"], 2, "bad month '2026-13'"),
+        (["--compound", "demo", "--month", "Nov 2026"], 2, "write a month as YYYY-MM"),
+        (["--compound", "demo", "--month", "2026-11", "--format", "pdf"], 2, "unknown format"),
+        (["--compound", "demo", "--month", "2026-11", "--table", "nope"], 2, "no table 'nope'"),
+    ],
+)
+async def test_bad_input_exits_non_zero_with_a_clear_message(
+    api: Api, db_url: str, args: list[str], exit_code: int, message: str
+) -> None:
+    await shed_with_sessions(api)
+    code, out, err = run(db_url, *args)
+    assert code == exit_code
+    assert message in err
+    assert out == b""
+
+
+def test_an_unmigrated_database_is_refused(tmp_path: Path) -> None:
+    code, _out, err = run(
+        f"sqlite:///{tmp_path / 'empty.sqlite'}", "--compound", "demo", "--month", "2026-11"
+    )
+    assert code == 3
+    assert "python -m api migrate" in err

@@ -25,6 +25,7 @@ from firmware_bridge.mqtt_codec import (
     DropCounters,
     MqttCodec,
     Topics,
+    _Bad,
     encode_command,
     encode_controller_status,
     encode_port_state,
@@ -490,3 +491,129 @@ def test_decode_never_raises_on_json_objects(topic: str, body: dict[str, object]
         assert 0 <= result.seq < 2**32
         assert type(result.relay) is bool
         assert result.ts - NOW <= 300_000
+
+
+# --------------------------------------------------------------------------- fast path
+
+_TELEMETRY_FIELDS = ["ts", "seq", "v", "a", "w", "wh", "relay", "temp_c"]
+_numbers = st.one_of(
+    st.integers(-3, 3),
+    st.integers(0, 2**32 + 1),
+    st.integers(2**53 - 2, 2**53 + 2),
+    st.integers(-(2**70), 2**70),
+    st.floats(),  # NaN and infinities too: json.dumps writes them as bare words
+    st.floats(-1.0, 6000.0),
+    st.sampled_from([-0.0, 300.0, 300.00000000000006, 5000.0, 5000.000000000001, 5e-324]),
+)
+_literals = st.one_of(
+    (_numbers | st.booleans() | st.none() | st.text(max_size=4)).map(json.dumps),
+    st.lists(st.integers(-2, 2), max_size=2).map(json.dumps),
+    # Number spellings json.dumps never writes, and the clock edge of `ts`.
+    st.sampled_from(
+        ["1e3", "1E+2", "-0", "0.0", "2.5e2", "1e400", "-1e400", "1" * 30, "9" * 400, "0.1e1",
+         str(NOW + 300_000), str(NOW + 300_001), str(NOW)]
+    ),
+)  # fmt: skip
+_MISSING = "(missing)"
+_ULP = {300.0: 300.00000000000006, 5000.0: 5000.000000000001}  # the next float up
+_BOUNDS: dict[str, list[str]] = {  # each field's edges, as JSON
+    "ts": ["-1", "0", str(2**53), str(2**53 + 1), str(NOW + 300_000), str(NOW + 300_001)],
+    "seq": ["-1", "0", str(2**32 - 1), str(2**32)],
+    "wh": ["-1", "0", str(2**32 - 1), str(2**32), str(2**64)],
+    "v": ["-0.0", "-5e-324", "300", "300.0", repr(_ULP[300.0]), "300.1", "3e2"],
+    "a": ["-0.0", "-5e-324", "0", "1.7976931348623157e308", "1e309"],
+    "w": ["-0.0", "-1", "5000", repr(_ULP[5000.0]), "5e3", "5001"],
+    "relay": ["true", "false", "0", "1", '"true"', "null"],
+    "temp_c": ["-273.15", "null", "-1e308", "1e309", str(2**64)],
+}
+
+
+@st.composite
+def _telemetry_payloads(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """Mostly valid samples with some fields changed, dropped, doubled or reordered."""
+    fields = {
+        "ts": str(NOW), "seq": "812", "v": "229.8", "a": "1.23", "w": "282.1",
+        "wh": "1234567", "relay": "true", "temp_c": "31.5",
+    }  # fmt: skip
+    edged = draw(st.sampled_from(_TELEMETRY_FIELDS))  # one field at one of its edges
+    fields[edged] = draw(st.sampled_from(_BOUNDS[edged]))
+    for name in draw(st.sets(st.sampled_from(_TELEMETRY_FIELDS), max_size=2)):
+        fields[name] = draw(st.one_of(_literals, st.just(_MISSING)))
+    pairs = [(json.dumps(k), v) for k, v in fields.items() if v != _MISSING]
+    extra = draw(st.lists(st.tuples(st.text(max_size=5).map(json.dumps), _literals), max_size=3))
+    doubled = draw(
+        st.lists(st.tuples(st.sampled_from(_TELEMETRY_FIELDS).map(json.dumps), _literals),
+                 max_size=2)
+    )  # fmt: skip
+    pairs = draw(st.permutations(pairs + extra)) + doubled
+    sep = draw(st.sampled_from([",", ", ", " ,\n"]))
+    keys = [json.loads(k) for k, _ in pairs]
+    return ("{" + sep.join(f"{k}:{v}" for k, v in pairs) + "}").encode(), len(set(keys)) < len(keys)
+
+
+def _field_reader(codec: MqttCodec, payload: bytes) -> Telemetry | None:
+    """The field-by-field reader alone (the fast path is bypassed)."""
+    try:
+        msg = codec._decode(T3, payload, NOW)
+    except _Bad:
+        return None
+    assert isinstance(msg, Telemetry)
+    return msg
+
+
+@settings(max_examples=800, deadline=None)
+@given(case=_telemetry_payloads())
+def test_fast_path_and_field_reader_agree(case: tuple[bytes, bool]) -> None:
+    payload, doubled_keys = case
+    codec = MqttCodec("demo-1", range(1, 13))
+    fast, precise = codec._fast_telemetry(3, payload, NOW), _field_reader(codec, payload)
+    decoded = codec.decode(T3, payload, NOW)
+    assert decoded == precise if precise is not None else isinstance(decoded, Drop)
+    if doubled_keys:  # msgspec checks every copy of a key, the reader only the last
+        assert fast is None or fast == precise
+    else:
+        assert fast == precise  # the same sample, or both refuse it
+    if fast is not None:
+        assert (type(fast.v), type(fast.a), type(fast.w)) == (float, float, float)
+        assert type(fast.temp_c) in (float, type(None))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _tele(x=[[[[]]]], y={"z": None}),
+        _tele(ts=NOW + 300_000),
+        _tele(temp_c=10**30),  # an integer where a number is expected
+        _tele().replace(b"229.8", b"2.298e2"),
+    ],
+)
+def test_fast_path_takes_every_valid_sample(codec: MqttCodec, payload: bytes) -> None:
+    assert codec._fast_telemetry(3, payload, NOW) == _field_reader(codec, payload) is not None
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (_tele()[:-1] + b', "x": "\xed\xa0\x80"}', "not_utf8"),  # an encoded surrogate
+        (_tele()[:-1] + b', "x": "\xff"}', "not_utf8"),
+        (_tele(temp_c=None), "wrong_type"),
+        (_tele(ts=NOW + 300_001), "future_ts"),
+        (_tele()[:-1] + b', "x": NaN}', "not_json"),
+        (_tele()[:-1] + b', "x": [' + b"[" * 5000 + b"]" * 5000 + b"]}", "not_json"),
+    ],
+)
+def test_fast_path_refusals_get_their_reason(codec: MqttCodec, payload: bytes, reason: str) -> None:
+    assert codec._fast_telemetry(3, payload, NOW) is None
+    assert _reason(codec, T3, payload) == reason
+
+
+def test_what_the_fast_path_passes_on_is_still_delivered(codec: MqttCodec) -> None:
+    payload = _tele(x="\ud800")  # an escaped lone surrogate: JSON, but msgspec refuses it
+    assert codec._fast_telemetry(3, payload, NOW) is None
+    assert codec.decode(T3, payload, NOW) == _sample(temp_c=None)
+
+
+def test_unknown_fields_are_skipped_not_converted(codec: MqttCodec) -> None:
+    # More digits than Python's int() takes, in a field the contract says to ignore.
+    payload = _tele()[:-1] + b', "x": ' + b"9" * 5000 + b"}"
+    assert codec.decode(T3, payload, NOW) == _sample(port=3, ts=TS, temp_c=None)

@@ -19,10 +19,12 @@ controller_app = typer.Typer(help="The edge controller of one shed.", no_args_is
 sim_app = typer.Typer(help="Simulated devices.", no_args_is_help=True)
 port_app = typer.Typer(help="Local operator commands for one socket.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (figures go to docs/benchmarks.md).", no_args_is_help=True)
+user_app = typer.Typer(help="Central API users (staff, office, admin).", no_args_is_help=True)
 app.add_typer(controller_app, name="controller")
 app.add_typer(sim_app, name="sim")
 app.add_typer(port_app, name="port")
 app.add_typer(bench_app, name="bench")
+app.add_typer(user_app, name="user")
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8181"
 
@@ -277,6 +279,43 @@ def report(
     else:
         out.write_bytes(data)
         typer.echo(f"{out}: {len(data)} bytes", err=True)
+
+
+@user_app.command("add")
+def user_add(
+    login: Annotated[str, typer.Argument(help="The login name (a-z 0-9 . _ -).")],
+    role: Annotated[str, typer.Option(help="staff, office or admin.")] = "admin",
+    compound: Annotated[
+        list[str] | None,
+        typer.Option(help="A compound the role holds in (repeat it); none: every compound."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="The name shown on the board.")] = "",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input (scripts).")
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="EBSHED_API_DATABASE_URL", help="The central API's database."),
+    ] = None,
+) -> None:
+    """Add a user with a password, e.g. the first admin: `ebshed user add admin`."""
+    import time
+
+    from api.services.user_cli import UserAddFailed, add_user
+    from api.settings import DEFAULT_DATABASE_URL
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user_id = add_user(database_url or DEFAULT_DATABASE_URL, login=login, name=name,
+                           password=password, role=role, compounds=compound or [],
+                           now_ms=time.time_ns() // 1_000_000)  # fmt: skip
+    except UserAddFailed as err:
+        _fail(f"{err.message} [{err.code}]")
+    where = ", ".join(compound) if compound else "every compound"
+    typer.echo(f"user {login} (id {user_id}): {role} in {where}")
 
 
 @user_app.command("add")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from api.access import Grant, Principal
+from api.db import make_engine, make_sessionmaker
 from api.errors import Conflict, Invalid, NotFound
 from api.models import User
-from api.services.accounts import GrantSpec, create_user
+from api.services.accounts import GrantSpec, create_user, grants_of
 from api.services.passwords import hash_password, verify_password
+from controller.cli import app
 
 if TYPE_CHECKING:
     from tests.api_db import Api, ApiFactory
@@ -190,3 +194,30 @@ async def test_admin_routes_take_the_token_or_an_admin_of_every_compound(api: Ap
         answer = await api.client.get(url, headers=headers)
         assert (answer.status_code, answer.json()["code"]) == (403, "forbidden"), role
     assert (await api.client.get(url, headers=api.admin)).status_code == 200
+
+
+def test_ebshed_user_add_makes_the_first_admin(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'central.sqlite'}"
+    run = CliRunner().invoke
+    first = run(app, ["user", "add", "boss", "--name", "老板", "--password-stdin",
+                      "--database-url", url], input=PASSWORD + "\n")  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert "user boss (id 1): admin in every compound" in first.output
+    again = run(app, ["user", "add", "boss", "--password-stdin", "--database-url", url],
+                input=PASSWORD + "\n")  # fmt: skip
+    assert again.exit_code == 2 and "[login_exists]" in again.output
+    short = run(app, ["user", "add", "li", "--password-stdin", "--database-url", url],
+                input="short\n")  # fmt: skip
+    assert short.exit_code == 2 and "[bad_password]" in short.output
+    args = ["user", "add", "li", "--role", "staff", "--compound", "nowhere"]
+    nowhere = run(app, [*args, "--password-stdin", "--database-url", url], input=PASSWORD + "\n")
+    assert nowhere.exit_code == 2 and "[unknown_compound]" in nowhere.output
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as db:
+            boss = db.scalars(select(User).where(User.login == "boss")).one()
+            assert boss.name == "老板" and verify_password(boss.password_hash, PASSWORD)
+            assert [(g.role, g.compound_id) for g in grants_of(db, boss.id)] == [("admin", None)]
+            assert db.scalars(select(User.login)).all() == ["boss"]
+    finally:
+        engine.dispose()

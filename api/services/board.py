@@ -18,7 +18,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.access import Principal, require_role
+from api.access import Principal, require_compound, require_role
 from api.errors import NotFound
 from api.models import Alarm, Bay, LiveSnapshot, Shed, Socket
 from api.repos import alarms as alarm_repo
@@ -49,7 +49,10 @@ def visible_sheds(db: Session, principal: Principal, shed_id: str | None = None)
         query = query.where(Shed.id == shed_id)
     found = list(db.scalars(query).all())
     if shed_id is not None and not found:
-        raise NotFound(f"no shed {shed_id} on your board", code="unknown_shed")
+        shed = db.get(Shed, shed_id)
+        if shed is None:
+            raise NotFound(f"no shed {shed_id}", code="unknown_shed")
+        require_compound(principal, shed.compound_id, *BOARD_ROLES)
     return found
 
 

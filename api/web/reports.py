@@ -168,7 +168,7 @@ async def report_page(
             start=local_date(period.start_ms).isoformat(), end=last_day.isoformat()
         ),
         socket_count=data["socket_count"],
-        cards=[(label(name, lg), summary[name]) for name in FIGURES],
+        cards=[(name, label(name, lg), summary[name]) for name in FIGURES],
         charts=_charts(tables, lg),
         tables=shown,
         xlsx_url=download("xlsx"),
@@ -188,7 +188,8 @@ def _nav(compound_id: str, period: Period, lang: Lang) -> dict[str, str]:
     return {"previous": link(before), "next": link(after)}
 
 
-def _charts(tables: dict[str, Table], lang: Lang) -> list[Markup]:
+def _charts(tables: dict[str, Table], lang: Lang) -> list[tuple[str, Markup]]:
+    """(caption, SVG) of each chart."""
     days = tables["days"].as_dicts()
     day_labels = [str(d["date"])[5:] for d in days]
     every = 1 if len(days) <= 7 else 3
@@ -196,43 +197,39 @@ def _charts(tables: dict[str, Table], lang: Lang) -> list[Markup]:
     hour_labels = [f"{int(h['hour']):02d}" for h in hours]
     ends = tables["end_reasons"].as_dicts()
     grid = [[int(v) for v in row[1:]] for row in tables["heatmap"].rows]
-    return [
-        charts.bars(
-            label("chart_sessions", lang),
-            day_labels,
-            [float(d["sessions"]) for d in days],
-            every=every,
+
+    def title(key: str) -> str:
+        return label(key, lang)
+
+    sessions = [float(d["sessions"]) for d in days]
+    energy = [float(d["energy_kwh"]) for d in days]
+    utilisation = [float(h["utilisation_pct"]) for h in hours]
+    unserved = [float(h["unserved"]) for h in hours]
+    weekdays = [weekday(i, lang) for i in range(7)]
+    end_names = [label(f"end_{e['end_reason']}", lang) for e in ends]
+    charted = [
+        ("chart_sessions", charts.bars(title("chart_sessions"), day_labels, sessions, every=every)),
+        (
+            "chart_energy",
+            charts.bars(title("chart_energy"), day_labels, energy, unit=" kWh", every=every),
         ),
-        charts.bars(
-            label("chart_energy", lang),
-            day_labels,
-            [float(d["energy_kwh"]) for d in days],
-            unit=" kWh",
-            every=every,
+        (
+            "chart_utilisation",
+            charts.bars(title("chart_utilisation"), hour_labels, utilisation, unit="%", every=2),
         ),
-        charts.bars(
-            label("chart_utilisation", lang),
-            hour_labels,
-            [float(h["utilisation_pct"]) for h in hours],
-            unit="%",
-            every=2,
+        (
+            "chart_heatmap",
+            charts.heatmap(title("chart_heatmap"), weekdays, [f"{h:02d}" for h in range(24)], grid),
         ),
-        charts.heatmap(
-            label("chart_heatmap", lang),
-            [weekday(i, lang) for i in range(7)],
-            [f"{h:02d}" for h in range(24)],
-            grid,
+        (
+            "chart_ends",
+            charts.hbars(title("chart_ends"), end_names, [float(e["sessions"]) for e in ends]),
         ),
-        charts.hbars(
-            label("chart_ends", lang),
-            [label(f"end_{e['end_reason']}", lang) for e in ends],
-            [float(e["sessions"]) for e in ends],
-        ),
-        charts.bars(
-            label("chart_unserved", lang),
-            hour_labels,
-            [float(h["unserved"]) for h in hours],
-            every=2,
-            color=charts.BAR_ALT,
+        (
+            "chart_unserved",
+            charts.bars(
+                title("chart_unserved"), hour_labels, unserved, every=2, color=charts.BAR_ALT
+            ),
         ),
     ]
+    return [(title(key), svg) for key, svg in charted]

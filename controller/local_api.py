@@ -9,10 +9,12 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from controller.core.model import Authorization, Refusal, Session
+from controller.metrics import ControllerMetrics
 from controller.service import ControllerService
 
 
@@ -163,6 +165,12 @@ def make_app(service: ControllerService) -> FastAPI:
         if (refusal := service.acknowledge(alarm_id, req.by, req.note)) is not None:
             raise _refused(refusal, 404 if refusal.code == "unknown_alarm" else 409)
         return {"alarm": alarm_id, "acked_by": req.by}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus metrics (docs/telemetry.md). On the loop's thread: a consistent read."""
+        body = ControllerMetrics.for_service(service).render()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/sessions")
     def sessions(open_only: bool = False) -> list[dict[str, Any]]:

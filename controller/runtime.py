@@ -13,8 +13,10 @@ import httpx
 
 from controller import __version__
 from controller.clock import Clock
+from controller.metrics import ControllerMetrics, message_sink
 from controller.service import ControllerService
 from controller.settings import Settings
+from controller.telemetry import TelemetryExport
 from controller.uplink import CommandPoller, LiveSender, Uplink
 from firmware_bridge.modbus_bridge import ModbusBridge
 from firmware_bridge.modbus_routing import RoutingBridge
@@ -36,6 +38,7 @@ def make_bridge(
     layout = settings.layout()
     codec = MqttCodec(layout.shed_id, settings.mqtt_ports(), set(layout.bays) or None)
     m = settings.mqtt
+    sink = message_sink(service)  # service.on_message, observed by metrics and telemetry
     mqtt = MqttBridge(
         MqttSettings(
             host=m.host,
@@ -48,7 +51,7 @@ def make_bridge(
         ),
         codec,
         clock,
-        service.on_message,
+        sink,
     )
     buses = settings.modbus_buses()
     bridge: MqttBridge | RoutingBridge = mqtt
@@ -56,7 +59,7 @@ def make_bridge(
         bridge = RoutingBridge()
         bridge.add("mqtt", mqtt)
         for bus in buses:
-            bridge.add(bus.bus_id, ModbusBridge(bus, clock, service.on_message), bus.ports)
+            bridge.add(bus.bus_id, ModbusBridge(bus, clock, sink), bus.ports)
     service.bridge = bridge
     return bridge
 
@@ -74,9 +77,13 @@ async def running_controller(
     `central_loops=False` builds the link to the central API (`service.uplink`,
     `service.poller`) without running it: a stepped simulation drives it."""
     service = service or ControllerService(settings, clock)
+    export = None
+    if settings.telemetry is not None:  # docs/telemetry.md
+        export = TelemetryExport(settings.telemetry, service, clock)
+    ControllerMetrics.for_service(service).telemetry = export
     bridge = make_bridge(settings, service, clock)
     stop = asyncio.Event()
-    async with bridge:
+    async with bridge, export or contextlib.nullcontext():
         mqtt = bridge.member("mqtt") if isinstance(bridge, RoutingBridge) else bridge
         assert isinstance(mqtt, MqttBridge)
         await asyncio.wait_for(mqtt.wait_connected(), 30)

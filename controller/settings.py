@@ -50,6 +50,28 @@ class CentralSettings(BaseModel):
     live_every_s: float = Field(default=5.0, ge=0, le=300)
 
 
+class TelemetrySettings(BaseModel):
+    """Export to a time-series store over the InfluxDB v2 write API (docs/telemetry.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^https?://")
+    org: str = Field(default="ebshed", min_length=1)
+    bucket: str = Field(default="ebshed", min_length=1)
+    token: str = ""
+    interval_s: int = Field(default=10, ge=1, le=3600)  # sockets, bays and the shed sampled
+    buffer_points: int = Field(default=20_000, ge=100, le=1_000_000)  # then the oldest go
+    batch_points: int = Field(default=5_000, ge=1, le=50_000)
+    flush_s: float = Field(default=5.0, ge=0.1, le=300)
+    timeout_s: float = Field(default=5.0, ge=0.1, le=60)
+    retry_max_s: float = Field(default=60.0, ge=0.1, le=3600)
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> TelemetrySettings:
+        if self.batch_points > self.buffer_points:
+            raise ValueError("batch_points must not exceed buffer_points")
+        return self
+
+
 class BoardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=SHED_ID_PATTERN)
@@ -97,6 +119,7 @@ class Settings(BaseModel):
     shed: ShedSettings
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     central: CentralSettings | None = None
+    telemetry: TelemetrySettings | None = None
     boards: list[BoardSettings] = Field(min_length=1)
     buses: list[BusSettings] = []
     bays: dict[str, int | None] = {}

@@ -20,6 +20,7 @@ from api.clock import NowMs, wall_ms
 from api.context import AppContext
 from api.db import check_schema, make_engine, make_sessionmaker, upgrade
 from api.errors import install_error_handlers
+from api.metrics import install_metrics
 from api.payments import PaymentGateway
 from api.routes import api_router, health_router
 from api.routes import auth as auth_routes
@@ -112,6 +113,7 @@ def create_app(
     app.state.sms_sender = sms_sender
     app.state.staff = staff  # the board's live push, API alarms (docs/staff-board.md)
     install_error_handlers(app)
+    install_metrics(app, ctx)  # GET /metrics (docs/telemetry.md)
     app.include_router(api_router)
     app.include_router(health_router)
     # Scan-to-pay (docs/scan-to-pay.md): residents' JSON API and the provider's notify_url.

@@ -186,8 +186,11 @@ def _sheds(
     sheds: Sequence[ShedInfo], sockets: Mapping[tuple[str, int], Counts], span_ms: int
 ) -> Table:
     table = Table("sheds", ["shed", "shed_name", "socket_count", *FIGURES])
+    per_shed: dict[str, list[Counts]] = {}
+    for (shed_id, _port), counts in sockets.items():
+        per_shed.setdefault(shed_id, []).append(counts)
     for shed in sheds:
-        counts = _sum(c for (shed_id, _p), c in sockets.items() if shed_id == shed.id)
+        counts = _sum(per_shed.get(shed.id, []))
         capacity = len(shed.ports) * span_ms
         table.rows.append([shed.id, shed.name, len(shed.ports), *_figures(counts, capacity)])
     return table
@@ -217,7 +220,10 @@ def _end_reasons(c: Counts) -> Table:
 
 def _hours(period: Period, hours: Mapping[int, Counts], socket_count: int) -> Table:
     table = Table("hours", ["hour", "sessions", "utilisation_pct", "unserved"])
-    by_hour = [_sum(c for h, c in hours.items() if local_hour(h) == hour) for hour in range(24)]
+    grouped: list[list[Counts]] = [[] for _ in range(24)]
+    for hour_ms, counts in hours.items():
+        grouped[local_hour(hour_ms)].append(counts)
+    by_hour = [_sum(group) for group in grouped]
     capacity = socket_count * period.days * HOUR_MS
     for hour, counts in enumerate(by_hour):
         table.rows.append(

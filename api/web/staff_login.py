@@ -48,7 +48,7 @@ async def login_submit(request: Request, lang: LangQuery = None) -> Response:
             else None
         )
     if not isinstance(result, LoggedIn) or principal is None:
-        why = "too_many_attempts" if not isinstance(result, LoggedIn) else "bad_credentials"
+        why = result.why if not isinstance(result, LoggedIn) else "bad_credentials"
         status = 429 if why == "too_many_attempts" else 401
         return render_staff(request, "staff/login.html", lg, principal=None, status=status,
                             error=why, login=login, next=nxt)  # fmt: skip

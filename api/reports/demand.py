@@ -25,15 +25,14 @@ from sqlalchemy.orm import Session
 
 from api.models import DemandEvent, Shed, Socket
 from api.reports import rollups
+from controller.uplink_records import DEMAND_REFUSALS
 
 DEDUP_MS: Final = 30 * 60_000
 FREE_STATE: Final = "idle"
-# Why a shed refuses a card tap (controller/core/shed.py can_start): the socket's
+# The refusals the shed reports (controller/core/shed.py can_start): the socket's
 # state when it is not idle, or the power budget. These mean "no room to charge".
-BUSY_REFUSALS: Final = frozenset(
-    {"authorized", "charging", "floating", "finishing", "fault", "disabled", "offline"}
-)
 FULL_SHED_REFUSAL: Final = "over_budget"
+BUSY_REFUSALS: Final = DEMAND_REFUSALS - {FULL_SHED_REFUSAL}
 _SALT: Final = "ebshed-demand-v1"
 
 

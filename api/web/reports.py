@@ -15,13 +15,11 @@ same login cookie opens.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Annotated, Any, Final
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from api.reports import charts, export
@@ -29,7 +27,8 @@ from api.reports.labels import Lang, label, weekday
 from api.reports.model import FIGURES, Table
 from api.reports.periods import PERIOD_KINDS, Period, local_date, parse_period, period_of
 from api.web.client import ApiClient, api_client
-from api.web.routes import HERE, SECURITY_HEADERS, static_url
+from api.web.routes import SECURITY_HEADERS
+from api.web.routes import _env as web_templates  # one Jinja2 environment for every page
 
 router = APIRouter(include_in_schema=False)
 ApiDep = Annotated[ApiClient, Depends(api_client)]
@@ -37,19 +36,6 @@ LangQuery = Annotated[str | None, Query(alias="lang", max_length=8)]
 KindQuery = Annotated[str, Query(alias="period", max_length=8)]
 ValueQuery = Annotated[str | None, Query(alias="value", max_length=16)]
 CSV_TABLES: Final = ("days", "sheds", "sockets", "end_reasons", "hours", "heatmap", "summary")
-
-
-@cache
-def _env() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(HERE / "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.globals["static"] = static_url
-    return env
 
 
 def _lang(value: str | None) -> Lang:
@@ -65,7 +51,7 @@ def _page(
     other = "zh" if lang == "en" else "en"
     query = dict(request.query_params) | {"lang": other}
     html = (
-        _env()
+        web_templates()
         .get_template(template)
         .render(
             lang=lang,

@@ -11,7 +11,7 @@ is woken:
   the marks of every shed some stream in this worker watches, and wakes the
   streams of those whose mark moved.
 
-The same design as the command long poll (decision 0006); decision 0008
+The same design as the command long poll (decision 0006); decision 0009
 says why the board uses server-sent events.
 """
 

@@ -9,7 +9,7 @@ name's count (not the address's: one office may share one address).
 
 The `limits` family of libraries keep such counters in memory, Redis or
 Memcached; the API has none of those, only its database, so this is the
-few lines it takes on top of a table (decision 0007).
+few lines it takes on top of a table (decision 0008).
 """
 
 from __future__ import annotations

@@ -182,8 +182,8 @@ def _load(
                     ],
                 )
     rows: list[dict[str, Any]] = []
-    count = 0
-    for sid in compound_of:
+    count = day_count = hour_count = 0
+    for sid, cid in compound_of.items():  # one shed at a time: its rollups, then the next
         for port in range(1, sockets + 1):
             for d in range(days):
                 for start, minutes in _day_sessions(rng, start_day + d * DAY_MS):
@@ -207,18 +207,21 @@ def _load(
                         _add(shed_hours[(sid, hour)], counts)
                     if len(rows) >= CHUNK:
                         _flush(engine, ChargeSession, rows)
+        day_rows = [
+            {"shed_id": sid, "port": p, "day_ms": d, "compound_id": cid, **c}
+            for (_s, p, d), c in socket_days.items()
+        ]
+        hour_rows = [
+            {"shed_id": sid, "hour_ms": h, "compound_id": cid, **c}
+            for (_s, h), c in shed_hours.items()
+        ]
+        day_count, hour_count = day_count + len(day_rows), hour_count + len(hour_rows)
+        for table, batch in ((ReportSocketDay, day_rows), (ReportShedHour, hour_rows)):
+            for i in range(0, len(batch), CHUNK):
+                _flush(engine, table, _uniform(batch[i : i + CHUNK], table))
+        socket_days.clear()
+        shed_hours.clear()
     _flush(engine, ChargeSession, rows)
-    day_rows = [
-        {"shed_id": s, "port": p, "day_ms": d, "compound_id": compound_of[s], **c}
-        for (s, p, d), c in socket_days.items()
-    ]
-    hour_rows = [
-        {"shed_id": s, "hour_ms": h, "compound_id": compound_of[s], **c}
-        for (s, h), c in shed_hours.items()
-    ]
-    for table, batch in ((ReportSocketDay, day_rows), (ReportShedHour, hour_rows)):
-        for i in range(0, len(batch), CHUNK):
-            _flush(engine, table, _uniform(batch[i : i + CHUNK], table))
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("ANALYZE"))
@@ -227,8 +230,8 @@ def _load(
         conn.commit()
     return {
         "sessions": count,
-        "socket_days": len(day_rows),
-        "shed_hours": len(hour_rows),
+        "socket_days": day_count,
+        "shed_hours": hour_count,
         "load_s": round(time.perf_counter() - started, 1),
     }
 

@@ -259,6 +259,9 @@ def report(
         str | None, typer.Option(help="With csv: only this table (summary, days, sheds, ...).")
     ] = None,
     lang: Annotated[str, typer.Option(help="zh or en: headers and labels.")] = "zh",
+    rebuild: Annotated[
+        bool, typer.Option(help="First refill the compound's rollups from its raw records.")
+    ] = False,
     database_url: Annotated[
         str | None,
         typer.Option(envvar="EBSHED_API_DATABASE_URL", help="The central API's database."),
@@ -270,7 +273,8 @@ def report(
 
     try:
         data = monthly_report(database_url or DEFAULT_DATABASE_URL, compound, month, fmt,
-                              "en" if lang == "en" else "zh", table)
+                              "en" if lang == "en" else "zh", table, rebuild_first=rebuild,
+                              log=lambda line: typer.echo(line, err=True))
     except ReportFailed as err:
         _fail(err.message, err.exit_code)
     if out is None:

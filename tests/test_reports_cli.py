@@ -86,3 +86,24 @@ def test_an_unmigrated_database_is_refused(tmp_path: Path) -> None:
     )
     assert code == 3
     assert "python -m api migrate" in err
+
+
+async def test_rebuild_refills_rollups_a_database_did_not_have(api: Api, db_url: str) -> None:
+    """As after an upgrade: sessions are there, their rollups are not."""
+    from sqlalchemy import delete
+
+    from api.models import ReportContribution, ReportShedHour, ReportSocketDay
+
+    await shed_with_sessions(api)
+    with api.app.state.ctx.sessions.begin() as db:
+        for model in (ReportSocketDay, ReportShedHour, ReportContribution):
+            db.execute(delete(model))
+    args = ["--compound", "demo", "--month", "2026-11", "--format", "json"]
+    code, out, _err = run(db_url, *args)
+    assert code == 0 and json.loads(out)["summary"]["sessions"] == 0
+    code, out, err = run(db_url, *args, "--rebuild")
+    assert code == 0
+    assert "rebuilt from 4 closed sessions" in err
+    assert json.loads(out)["summary"]["sessions"] == 4
+    code, out, _err = run(db_url, *args, "--rebuild")  # again: the same, not double
+    assert json.loads(out)["summary"]["sessions"] == 4

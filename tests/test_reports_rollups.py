@@ -379,3 +379,60 @@ async def test_safety_alarms_count_once_as_incidents(api: Api) -> None:
 async def test_reports_of_an_unknown_compound_are_refused(api: Api) -> None:
     with api.app.state.ctx.sessions() as db, pytest.raises(queries.UnknownCompound):
         queries.report(db, "nowhere", parse_period("month", "2026-11"))
+
+
+def nonzero_rows(db: Any, model: Any) -> set[tuple[Any, ...]]:
+    rows = set()
+    for row in db.scalars(select(model)):
+        values = tuple(getattr(row, c.name) for c in model.__table__.columns)
+        if any(
+            v
+            for c, v in zip(model.__table__.columns, values, strict=True)
+            if c.name not in ("shed_id", "port", "day_ms", "hour_ms", "compound_id")
+        ):
+            rows.add(values)
+    return rows
+
+
+async def test_a_rebuild_gives_the_rollups_kept_record_by_record(api: Api) -> None:
+    from api.models import ReportShedHour
+    from api.reports.rollups import rebuild
+
+    shed_id, auth = await api.register_shed("reb-a", ports=[1, 2, 3])
+    sessions = simulated_month(7, 3)
+    t = local_ms("2026-11-08T19:00")
+    await uplink(
+        api,
+        shed_id,
+        auth,
+        [
+            *(record("session", s["id"], 2, s["ended_ms"], s) for s in sessions),
+            record("session", sessions[3]["id"], 3, t, {**sessions[3], "end_reason": "smoke"}),
+            record(
+                "alarm",
+                "al-1",
+                1,
+                t,
+                {"id": "al-1", "kind": "smoke", "raised_ms": t, "active": True},
+            ),
+            record("socket", "1", 1, t, {"port": 1, "state": "charging", "since": t}),
+            record("socket", "2", 1, t, {"port": 2, "state": "charging", "since": t}),
+            record("socket", "3", 1, t, {"port": 3, "state": "fault", "since": t}),
+            record(
+                "demand",
+                "card-1",
+                1,
+                t,
+                {"source": "card", "port": 1, "reason": "charging", "card": "A1B2", "at_ms": t},
+            ),
+        ],
+    )
+    with api.app.state.ctx.sessions() as db:
+        kept = (nonzero_rows(db, ReportSocketDay), nonzero_rows(db, ReportShedHour))
+        report = queries.report(db, "demo", parse_period("month", "2026-11"))
+    assert report.summary()["incidents"] == 1 and report.summary()["unserved"] == 1
+    with api.app.state.ctx.sessions.begin() as db:
+        assert rebuild(db, "demo", api.clock.now) == len(sessions)
+    with api.app.state.ctx.sessions() as db:
+        assert (nonzero_rows(db, ReportSocketDay), nonzero_rows(db, ReportShedHour)) == kept
+        assert queries.report(db, "demo", parse_period("month", "2026-11")).tables == report.tables

@@ -6,10 +6,12 @@ the database, builds the report from the rollups and renders it.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Final
 
 from api.db import check_schema, make_engine, make_sessionmaker
-from api.reports import export, queries
+from api.reports import export, queries, rollups
 from api.reports.labels import Lang
 from api.reports.periods import PeriodError, month
 
@@ -33,6 +35,9 @@ def monthly_report(
     fmt: str,
     lang: Lang,
     table: str | None = None,
+    *,
+    rebuild_first: bool = False,
+    log: Callable[[str], None] = lambda _line: None,
 ) -> bytes:
     if fmt not in export.FORMATS:
         raise ReportFailed(f"unknown format {fmt!r}: one of {', '.join(export.FORMATS)}")
@@ -48,7 +53,13 @@ def monthly_report(
             check_schema(engine)
         except RuntimeError as err:
             raise ReportFailed(str(err), EXIT_UNKNOWN) from err
-        with make_sessionmaker(engine)() as db:
+        sessions = make_sessionmaker(engine)
+        if rebuild_first:
+            with sessions.begin() as db:
+                queries.compound_sheds(db, compound_id)  # UnknownCompound before any change
+                counted = rollups.rebuild(db, compound_id, int(time.time() * 1000))
+            log(f"rollups of {compound_id} rebuilt from {counted} closed sessions")
+        with sessions() as db:
             report = queries.report(db, compound_id, period)
     except queries.UnknownCompound as err:
         raise ReportFailed(f"{err} [{err.code}]", EXIT_UNKNOWN) from err

@@ -52,6 +52,17 @@ class Contribution:
         """self - other, without the rows and counts that do not change."""
         return Contribution(_diff(self.days, other.days), _diff(self.hours, other.hours))
 
+    def merge(self, other: Contribution) -> None:
+        """Add `other` to this one, in place (to sum many sessions)."""
+        for key, counts in other.days.items():
+            row = self.days.setdefault(key, {})
+            for name, value in counts.items():
+                _add(row, name, value)
+        for hour, counts in other.hours.items():
+            row = self.hours.setdefault(hour, {})
+            for name, value in counts.items():
+                _add(row, name, value)
+
     def is_empty(self) -> bool:
         return not self.days and not self.hours
 

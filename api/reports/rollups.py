@@ -10,6 +10,10 @@ applies a record, so a rollup changes exactly when the record is applied:
 - `record_incident`: a safety alarm seen for the first time.
 - `add_unserved` (api/reports/demand.py): a demand event.
 
+`rebuild` refills a compound's rollups from the raw records: after an upgrade
+that brought the rollups to a database with sessions in it, or a change of
+the rules (`ebshed report --rebuild`).
+
 Counters are added with one `INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`
 per table, rows in key order (two transactions never lock them crosswise).
 """
@@ -18,14 +22,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from api.models import (
     HOUR_COUNTS,
     ROLLUP_COUNTS,
+    Alarm,
     ChargeSession,
+    DemandEvent,
     ReportContribution,
     ReportShedHour,
     ReportSocketDay,
@@ -33,8 +39,10 @@ from api.models import (
 )
 from api.reports.contribution import Contribution, SessionFigures, contribution
 from api.reports.periods import day_start_ms, hour_start_ms
+from api.reports.reasons import SAFETY_ALARMS
 
 SHED_PORT = 0  # the shed itself, in report_socket_days
+UPSERT_ROWS = 500  # rows per statement (SQLite limits the bound values of one)
 
 
 def figures(row: ChargeSession) -> SessionFigures:
@@ -122,12 +130,71 @@ def _upsert_add(
     keys: tuple[str, ...],
     counters: tuple[str, ...],
 ) -> None:
-    if not rows:
-        return
     dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={name: table.c[name] + stmt.excluded[name] for name in counters},
-    )
-    db.execute(stmt)
+    for i in range(0, len(rows), UPSERT_ROWS):
+        stmt = dialect.insert(table).values(rows[i : i + UPSERT_ROWS])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={name: table.c[name] + stmt.excluded[name] for name in counters},
+        )
+        db.execute(stmt)
+
+
+def rebuild(db: Session, compound_id: str, now_ms: int) -> int:
+    """Empty the compound's rollups and refill them from its sessions, safety
+    alarms and demand events, in the caller's transaction. Returns the
+    number of closed sessions counted."""
+    sheds = list(db.scalars(select(Shed.id).where(Shed.compound_id == compound_id)))
+    db.execute(delete(ReportSocketDay).where(ReportSocketDay.compound_id == compound_id))
+    db.execute(delete(ReportShedHour).where(ReportShedHour.compound_id == compound_id))
+    db.execute(delete(ReportContribution).where(ReportContribution.shed_id.in_(sheds)))
+    counted = 0
+    for shed_id in sheds:
+        total = Contribution()
+        c = ChargeSession
+        sessions = db.execute(
+            select(
+                c.id,
+                c.port,
+                c.started_ms,
+                c.ended_ms,
+                c.end_reason,
+                c.energy_wh,
+                c.billed_fen,
+                c.refund_fen,
+            ).where(c.shed_id == shed_id, c.ended_ms.is_not(None))
+        )
+        for session_id, port, started, ended, reason, energy, billed, refund in sessions:
+            part = contribution(
+                SessionFigures(port, started, ended, reason, energy, billed, refund)
+            )
+            total.merge(part)
+            db.add(
+                ReportContribution(
+                    shed_id=shed_id, session_id=session_id, parts=part.to_json(), updated_ms=now_ms
+                )
+            )
+            counted += 1
+        alarms = db.execute(
+            select(Alarm.port, Alarm.raised_ms).where(
+                Alarm.shed_id == shed_id, Alarm.kind.in_(SAFETY_ALARMS)
+            )
+        )
+        for alarm_port, raised_ms in alarms:
+            total.merge(
+                Contribution(
+                    days={(alarm_port or SHED_PORT, day_start_ms(raised_ms)): {"incidents": 1}}
+                )
+            )
+        events = db.scalars(select(DemandEvent.at_ms).where(DemandEvent.shed_id == shed_id))
+        for at_ms in events:
+            total.merge(
+                Contribution(
+                    days={(SHED_PORT, day_start_ms(at_ms)): {"unserved": 1}},
+                    hours={hour_start_ms(at_ms): {"unserved": 1}},
+                )
+            )
+        if not total.is_empty():
+            add(db, shed_id, total)
+        db.flush()
+    return counted

@@ -24,11 +24,12 @@ from api.main import create_app
 from api.services.accounts import GrantSpec, create_user
 from api.settings import ApiSettings
 from simulators.payment_server import LocalServer
-from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, _browser_or_skip
+from tests.test_web_browser import SCREENSHOTS, browser
 
 ADMIN = "admin-token-for-the-board-tests"
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 15_000
+__all__ = ["browser"]  # the fixture: Debian's chromium, or a skip (a failure in CI)
 
 
 class FakeShed:
@@ -70,17 +71,6 @@ class FakeShed:
         r = await self.http.post(f"/api/v1/sheds/{self.id}/commands/{command['id']}/result",
                                  json={"ok": ok, "data": {}})  # fmt: skip
         assert r.status_code == 200, r.text
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async_api = _browser_or_skip()
-    async with async_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 @pytest.fixture

@@ -30,6 +30,19 @@ def login_limits(settings: ApiSettings) -> LoginLimits:
     )
 
 
+def set_login_cookie(response: Response, token: str, settings: ApiSettings) -> None:
+    """The session cookie of a password login (httpOnly, SameSite=Lax)."""
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=settings.staff_session_hours * 3600,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="lax",
+        path="/",
+    )
+
+
 def who(principal: Principal) -> WhoAmI:
     grants = sorted(principal.grants, key=lambda g: (g.role, g.compound_id or ""))
     return WhoAmI(
@@ -70,15 +83,7 @@ def login(
             retry_s = max(1, -(-result.retry_after_ms // 1000))
             raise TooManyAttempts(f"too many failed logins; try again in {retry_s} s")
         raise Unauthorized("unknown login or wrong password", code="bad_credentials")
-    response.set_cookie(
-        COOKIE_NAME,
-        result.token,
-        max_age=ctx.settings.staff_session_hours * 3600,
-        httponly=True,
-        secure=ctx.settings.cookie_secure,
-        samesite="lax",
-        path="/",
-    )
+    set_login_cookie(response, result.token, ctx.settings)
     return PasswordLoginAnswer(
         **who(principal).model_dump(), token=result.token, expires_ms=result.expires_ms
     )

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from api.access import principal_for_user
-from api.routes.staff_auth import login_limits
+from api.routes.staff_auth import login_limits, set_login_cookie
 from api.services.accounts import LoggedIn, password_login
 from api.services.sms_login import COOKIE_NAME, close_session
 from api.web.i18n import pick_lang
@@ -54,15 +54,7 @@ async def login_submit(request: Request, lang: LangQuery = None) -> Response:
                             error=why, login=login, next=nxt)  # fmt: skip
     home = principal.home() + ("?lang=en" if lg == "en" else "")
     response = RedirectResponse(nxt or home, status_code=303)
-    response.set_cookie(
-        COOKIE_NAME,
-        result.token,
-        max_age=ctx.settings.staff_session_hours * 3600,
-        httponly=True,
-        secure=ctx.settings.cookie_secure,
-        samesite="lax",
-        path="/",
-    )
+    set_login_cookie(response, result.token, ctx.settings)
     return response
 
 

@@ -84,7 +84,7 @@ def _price_lines(body: dict[str, Any] | None, lang: Lang) -> list[str]:
     if not body:
         return []
     try:
-        return views.price_view(price_of(tariff_from_dict(body)), lang).lines
+        return list(views.price_view(price_of(tariff_from_dict(body)), lang).lines)
     except TariffError:
         return []
 

@@ -16,6 +16,10 @@ Method (docs/benchmarks.md has the long form):
 - After a warm-up, the controller's RSS and CPU time are sampled with psutil
   every second for `minutes`. Figure: peak RSS over the whole run (MB);
   CPU: CPU seconds / wall seconds over the measured window, in % of one core.
+- `telemetry_url`: the controller also exports telemetry there (a `[telemetry]`
+  section, InfluxDB v2 write API, e.g. a victoria-metrics), every
+  `telemetry_interval_s`; the export's counters, read from its `/metrics`, go
+  into `details.telemetry`.
 """
 
 from __future__ import annotations
@@ -225,6 +229,22 @@ def _worst_minute(rows: list[tuple[float, int, float]]) -> float | None:
     return worst
 
 
+def _telemetry_counts(api: str) -> dict[str, float]:
+    """The export's counters from the controller's Prometheus metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{api}/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name.startswith("ebshed_controller_telemetry_"):
+            for sample in family.samples:
+                key = sample.name.removeprefix("ebshed_controller_telemetry_")
+                if "reason" in sample.labels:
+                    key += "." + sample.labels["reason"]
+                out[key] = sample.value
+    return out
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -251,6 +271,8 @@ def run(
     warmup_s: float | None = None,
     session_share: float = 1.0,
     every_s: float = 1.0,
+    telemetry_url: str | None = None,
+    telemetry_interval_s: int = 10,
 ) -> dict[str, Any]:
     """Run the benchmark; return the result (see module docstring for the method)."""
     if minutes <= 0 or not 0.0 <= session_share <= 1.0:
@@ -263,7 +285,10 @@ def run(
     ctx = mp.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="ebshed-bench-") as tmp:
         config_path = Path(tmp) / "shed.toml"
-        config_path.write_text(to_toml(shed_config(shed, sockets, broker, tmp)), "utf-8")
+        config = shed_config(shed, sockets, broker, tmp)
+        if telemetry_url is not None:
+            config["telemetry"] = {"url": telemetry_url, "interval_s": telemetry_interval_s}
+        config_path.write_text(to_toml(config), "utf-8")
         http = f"127.0.0.1:{_free_port()}"
         api = f"http://{http}"
         log_path = Path(tmp) / "controller.log"
@@ -292,6 +317,7 @@ def run(
             window = sampler.rows[start:]
             after = httpx.get(f"{api}/status", timeout=10).json()
             open_sessions = len(httpx.get(f"{api}/sessions?open_only=true", timeout=10).json())
+            exported = _telemetry_counts(api) if telemetry_url is not None else None
         finally:
             exit_code = _stop_controller(controller) if controller is not None else None
             if devices.is_alive():
@@ -350,6 +376,7 @@ def run(
             "controller_exit_code": exit_code,
             "controller_log_lines": log_text.count("\n"),
             "controller_log_tail": log_text[-600:],
+            "telemetry": exported,
             "cpus": psutil.cpu_count(),
             "wall_s": round(time.monotonic() - wall0, 1),
         },

@@ -81,6 +81,7 @@ async def telemetry_shed(
     *,
     start_ms: int = T0,
     central: dict[str, Any] | None = None,
+    temp_sensor: bool = False,
 ) -> AsyncIterator[ShedHarness]:
     host, port = mqtt_broker_address()
     shed = f"t-{uuid.uuid4().hex[:12]}"
@@ -93,11 +94,14 @@ async def telemetry_shed(
     )
     bay = BaySensor(shed, 1, rng=rng, start_ms=start_ms)
     smoke = EnvSensor(shed, "smoke-1", "smoke", rng=rng, start_ms=start_ms)
+    sensors: list[Any] = [board, bay, smoke]
+    if temp_sensor:  # a shed temperature sensor, reporting every minute
+        sensors.append(EnvSensor(shed, "temp-1", "temp", rng=rng, start_ms=start_ms))
     service = ControllerService(settings, clock)
     async with (
         running_controller(settings, clock, service),
         MqttDeviceRunner(
-            host, port, shed, [board, bay, smoke], clock, announce_offline_on_close=False
+            host, port, shed, sensors, clock, announce_offline_on_close=False
         ) as runner,
     ):
         h = ShedHarness(settings, clock, service, runner, board, bay, smoke)

@@ -139,6 +139,17 @@ class VictoriaMetrics:
         result: list[dict[str, Any]] = body["data"]["result"]
         return result
 
+    def query_range(self, expr: str, start_ms: int, end_ms: int, step_s: int) -> list[Any]:
+        """A range query, as Grafana runs a panel's query; the result matrix."""
+        self.flush()
+        params = {"query": expr, "start": start_ms / 1000, "end": end_ms / 1000, "step": step_s}
+        resp = httpx.get(f"{self.url}/api/v1/query_range", params=params, timeout=30)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["status"] == "success", body
+        result: list[Any] = body["data"]["result"]
+        return result
+
 
 class StallingStore:
     """An HTTP server that reads each request and never answers."""

@@ -322,43 +322,6 @@ def user_add(
     typer.echo(f"user {login} (id {user_id}): {role} in {where}")
 
 
-@user_app.command("add")
-def user_add(
-    login: Annotated[str, typer.Argument(help="The login name (a-z 0-9 . _ -).")],
-    role: Annotated[str, typer.Option(help="staff, office or admin.")] = "admin",
-    compound: Annotated[
-        list[str] | None,
-        typer.Option(help="A compound the role holds in (repeat it); none: every compound."),
-    ] = None,
-    name: Annotated[str, typer.Option(help="The name shown on the board.")] = "",
-    password_stdin: Annotated[
-        bool, typer.Option(help="Read the password from standard input (scripts).")
-    ] = False,
-    database_url: Annotated[
-        str | None,
-        typer.Option(envvar="EBSHED_API_DATABASE_URL", help="The central API's database."),
-    ] = None,
-) -> None:
-    """Add a user with a password, e.g. the first admin: `ebshed user add admin`."""
-    import time
-
-    from api.services.user_cli import UserAddFailed, add_user
-    from api.settings import DEFAULT_DATABASE_URL
-
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        user_id = add_user(database_url or DEFAULT_DATABASE_URL, login=login, name=name,
-                           password=password, role=role, compounds=compound or [],
-                           now_ms=time.time_ns() // 1_000_000)  # fmt: skip
-    except UserAddFailed as err:
-        _fail(f"{err.message} [{err.code}]")
-    where = ", ".join(compound) if compound else "every compound"
-    typer.echo(f"user {login} (id {user_id}): {role} in {where}")
-
-
 @bench_app.command("telemetry")
 def bench_telemetry(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,

@@ -30,13 +30,13 @@ from api.routes import orders_admin as order_admin_routes
 from api.routes import public as public_routes
 from api.routes import reports as report_routes
 from api.routes import staff as staff_routes
+from api.services.audit import with_staff_hooks
 from api.services.command_waiters import CommandWaiters
 from api.services.hooks import Hooks
-from api.services.audit import with_staff_hooks
 from api.services.orders_gateway import gateway_from_settings, with_order_hooks
 from api.services.orders_workers import OrdersRuntime
-from api.services.staff_runtime import StaffRuntime
 from api.services.sms import SmsSender
+from api.services.staff_runtime import StaffRuntime
 from api.settings import ApiSettings
 from api.web import web_router
 from api.web.reports import router as reports_web_router

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from controller.core.chargeend import WindowAverage
 from controller.core.model import Authorization, Card, SessionClosed, SessionOpened
 from firmware_bridge.messages import BoardStatus, EnvReading, PortEvent
 from tests.core_helpers import make_rig
@@ -80,3 +81,49 @@ def test_invariants_hold_whatever_happens(ops: list[tuple]) -> None:
             assert s.charged_fen >= last_cost.get(s.id, 0) or s.energy_wh == 0 or (
                 s.auth.prepaid_fen is not None and s.charged_fen == s.auth.prepaid_fen
             )
+
+
+class _SumEveryBucket:
+    """The unplug window as first written: every read sums over all its buckets."""
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms, self.bucket_ms = window_ms, max(1, window_ms // 10)
+        self.buckets: deque[list[float]] = deque()  # [start, area, span]
+        self.last: tuple[int, float] | None = None
+
+    def add(self, ts: int, w: float) -> None:
+        last, self.last = self.last, (ts, w)
+        if last is None or ts <= last[0]:
+            return
+        start = ts - ts % self.bucket_ms
+        if not self.buckets or self.buckets[-1][0] != start:
+            self.buckets.append([start, 0.0, 0])
+        self.buckets[-1][1] += last[1] * (ts - last[0])
+        self.buckets[-1][2] += ts - last[0]
+        while self.buckets and self.buckets[0][0] + self.bucket_ms <= ts - self.window_ms:
+            self.buckets.popleft()
+
+    def span_ms(self) -> int:
+        return int(sum(b[2] for b in self.buckets))
+
+    def average(self) -> float | None:
+        span = self.span_ms()
+        return None if span < self.window_ms else float(sum(b[1] for b in self.buckets)) / span
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    window_s=st.sampled_from([1, 10, 300]),
+    steps=st.lists(st.tuples(st.integers(-3_000, 200_000), st.floats(0, 5000)), max_size=150),
+)
+def test_unplug_window_average_is_the_sum_over_every_bucket(
+    window_s: int, steps: list[tuple[int, float]]
+) -> None:
+    window, reference = WindowAverage(window_s * 1000), _SumEveryBucket(window_s * 1000)
+    ts = 1_795_341_000_000
+    for dt, w in steps:
+        ts += dt
+        window.add(ts, w)
+        reference.add(ts, w)
+        assert window.span_ms() == reference.span_ms()
+        assert window.average() == reference.average()  # the same floats, added in order

@@ -504,8 +504,11 @@ def test_usage_refuses_time_going_backwards_and_bad_samples() -> None:
         usage.add(20_000, 100.0, -1)
     with pytest.raises(ValueError, match="wh_delta"):
         usage.add(20_000, 100.0, 1.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="power"):
-        usage.add(20_000, math.nan, 0)
+    with pytest.raises(ValueError, match="wh_delta"):
+        usage.add(20_000, 100.0, True)  # a bool is no count of Wh
+    for bad_w in (math.nan, math.inf, -0.5):
+        with pytest.raises(ValueError, match="power"):
+            usage.add(20_000, bad_w, 0)
     assert (usage.total_wh, usage.last_ms) == (5, 10_000)
 
 

@@ -36,38 +36,50 @@ class WindowAverage:
     Energy (W*ms) and covered time are kept in fixed buckets (a tenth of the
     window each), so a board that floods samples costs no more memory than one
     that reports every 10 s. The window is as exact as its oldest bucket.
+
+    It is read after every sample, so the sums over the buckets before the
+    newest are kept, and summed again only when a bucket opens: the average is
+    O(1), and adds the same floats in the same order as a sum over all buckets.
     """
 
     window_ms: int
     _bucket_ms: int = 0
     _buckets: deque[list[int | float]] = field(default_factory=deque)  # [start, area, span]
-    _last: tuple[int, float] | None = None
+    _last_ts: int | None = None
+    _last_w: float = 0.0
+    _older_area: float = 0.0  # sums over every bucket but the newest
+    _older_span: int = 0
 
     def __post_init__(self) -> None:
         self._bucket_ms = max(1, self.window_ms // 10)
 
     def add(self, ts: int, w: float) -> None:
-        last = self._last
-        self._last = (ts, w)
-        if last is None or ts <= last[0]:
+        last_ts, last_w = self._last_ts, self._last_w
+        self._last_ts, self._last_w = ts, w
+        if last_ts is None or ts <= last_ts:
             return
+        buckets = self._buckets
         start = ts - ts % self._bucket_ms
-        if not self._buckets or self._buckets[-1][0] != start:
-            self._buckets.append([start, 0.0, 0])
-        bucket = self._buckets[-1]
-        bucket[1] += last[1] * (ts - last[0])  # sample-and-hold from the previous sample
-        bucket[2] += ts - last[0]
-        while self._buckets and self._buckets[0][0] + self._bucket_ms <= ts - self.window_ms:
-            self._buckets.popleft()
+        if not buckets or buckets[-1][0] != start:
+            # Buckets are aligned, so the oldest can leave the window only when a new
+            # one opens: drop them, and sum what stays once, for every read until then.
+            while buckets and buckets[0][0] + self._bucket_ms <= ts - self.window_ms:
+                buckets.popleft()
+            self._older_area = sum(b[1] for b in buckets)
+            self._older_span = int(sum(b[2] for b in buckets))
+            buckets.append([start, 0.0, 0])
+        bucket = buckets[-1]
+        bucket[1] += last_w * (ts - last_ts)  # sample-and-hold from the previous sample
+        bucket[2] += ts - last_ts
 
     def span_ms(self) -> int:
-        return int(sum(b[2] for b in self._buckets))
+        return self._older_span + int(self._buckets[-1][2]) if self._buckets else 0
 
     def average(self) -> float | None:
         span = self.span_ms()
         if span < self.window_ms:
             return None
-        return float(sum(b[1] for b in self._buckets)) / span
+        return float(self._older_area + self._buckets[-1][1]) / span
 
 
 @dataclass(slots=True)

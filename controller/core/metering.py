@@ -30,6 +30,9 @@ class SampleVerdict(Enum):
     DUPLICATE = "duplicate"
 
 
+_ACCEPTED = SampleVerdict.ACCEPTED  # every sample names it: one look-up, not one per sample
+
+
 @dataclass(slots=True)
 class MeterReading:
     verdict: SampleVerdict
@@ -65,7 +68,7 @@ class PortMeter:
         if implausible:
             delta = 0
         self.last_ts, self.last_seq, self.last_wh = ts, seq, wh
-        return MeterReading(SampleVerdict.ACCEPTED, delta, rebooted, implausible)
+        return MeterReading(_ACCEPTED, delta, rebooted, implausible)
 
 
 def register_delta(first_wh: int, last_wh: int) -> int:

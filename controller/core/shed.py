@@ -46,7 +46,17 @@ from firmware_bridge.messages import (
 )
 
 S = SocketState
+# Enum members that every telemetry sample names, looked up once: on Python 3.11
+# `Enum.MEMBER` costs several times a global look-up.
+_ACCEPTED, _FIRST = SampleVerdict.ACCEPTED, SampleVerdict.FIRST
+_OFFLINE = S.OFFLINE
 CHECKPOINT_EVERY_MS = 60_000
+# What a sample's charge-end detection does to its socket.
+_DETECTED: dict[Detection, tuple[Trigger, str]] = {
+    Detection.LOAD: (Trigger.LOAD_DETECTED, "load detected"),
+    Detection.FULL: (Trigger.FULL_DETECTED, "battery full, floating"),
+    Detection.RECHARGE: (Trigger.RECHARGE, "power rose during float"),
+}
 SHORT_UID_DIGITS = 4  # the low word of a UID, as RS-485 boards report it
 ENV_ALARM_KIND = {"smoke": "smoke", "temp": "env_overtemp", "water": "water"}
 
@@ -118,6 +128,9 @@ class ShedCore:
         self._new_id = new_id
         board_of = layout.board_of()
         max_w = rules.socket_max_w * (1 + rules.overpower_tolerance)
+        # Per-sample thresholds, worked out once (the rules are frozen).
+        self._overpower_w = max_w
+        self._publish_every_ms = rules.state_publish_every_s * 1000
         self.ports: dict[int, Port] = {
             p: Port(p, board_of[p], PortMeter(max_w), since_ms=now_ms) for p in layout.ports
         }
@@ -290,7 +303,7 @@ class ShedCore:
             return []
         reading = p.meter.feed(t.ts, t.seq, t.wh, now_ms)
         verdict = reading.verdict
-        if verdict is not SampleVerdict.ACCEPTED and verdict is not SampleVerdict.FIRST:
+        if verdict is not _ACCEPTED and verdict is not _FIRST:
             self.counters.bump(self.counters.discarded, verdict.value)
             return []
         self.counters.samples += 1
@@ -305,7 +318,7 @@ class ShedCore:
             self.counters.meter_jumps += 1
         s = p.session
         delta_wh = reading.delta_wh
-        if s is not None and p.state is S.OFFLINE:
+        if s is not None and p.state is _OFFLINE:
             self._reconcile(p, t, now_ms, actions)
             s, delta_wh = p.session, 0  # the reconciliation accounted for the energy
         if self._safety(p, t, now_ms, actions):
@@ -330,25 +343,22 @@ class ShedCore:
         if p.state not in SESSION_STATES:
             return actions
         detection = s.detector.feed(now_ms, t.w)
-        if detection is Detection.LOAD:
-            self._move(p, Trigger.LOAD_DETECTED, "load detected", now_ms, actions)
-        elif detection is Detection.FULL:
-            self._move(p, Trigger.FULL_DETECTED, "battery full, floating", now_ms, actions)
-        elif detection is Detection.RECHARGE:
-            self._move(p, Trigger.RECHARGE, "power rose during float", now_ms, actions)
+        if detection is not None:
+            trigger, reason = _DETECTED[detection]
+            self._move(p, trigger, reason, now_ms, actions)
         if not t.relay and p.on_acked:  # the board switched off without telling why
             self._end(p, "relay_off", now_ms, actions)
             return actions
         # The prepaid limit is checked by the one-second tick, not per sample: the exact
         # tariff arithmetic is the costliest step of the hot path.
-        if now_ms - p.last_publish_ms >= self.rules.state_publish_every_s * 1000:
+        if now_ms - p.last_publish_ms >= self._publish_every_ms:
             actions.append(self._state_of(p, now_ms))
         return actions
 
     def _safety(self, p: Port, t: Telemetry, now_ms: int, actions: list[Action]) -> bool:
         """Per-socket safety rules. True when the socket was tripped."""
         r = self.rules
-        if t.w > r.socket_max_w * (1 + r.overpower_tolerance):
+        if t.w > self._overpower_w:
             p.over_w_since = p.over_w_since if p.over_w_since is not None else now_ms
             if now_ms - p.over_w_since >= r.overpower_hold_s * 1000:
                 self._trip(p, "overpower", f"{t.w:.0f} W above {r.socket_max_w} W", now_ms, actions)

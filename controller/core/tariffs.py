@@ -463,9 +463,10 @@ class Usage:
         """
         if now_ms < self._last_ms:
             raise ValueError(f"sample at {now_ms} is before the last one at {self._last_ms}")
-        if not (w >= 0.0 and math.isfinite(w)):
+        # Called for every sample: the checks are plain comparisons (NaN fails both).
+        if not 0.0 <= w < math.inf:
             raise ValueError(f"power must be finite and >= 0 W, not {w!r}")
-        if not _is_int(wh_delta) or wh_delta < 0:
+        if not (type(wh_delta) is int or _is_int(wh_delta)) or wh_delta < 0:
             raise ValueError(f"wh_delta must be an integer >= 0, not {wh_delta!r}")
         w = float(w)
         minute = (now_ms - self.start_ms) // MS_PER_MINUTE

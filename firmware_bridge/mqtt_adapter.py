@@ -5,8 +5,15 @@ backoff), decodes every incoming message with `MqttCodec`, hands valid ones to
 the sink and counts the rest, and publishes commands, port states and its own
 status. Which relay to switch, and when, is the controller's business.
 
-Incoming flow is bounded. aiomqtt queues incoming messages between the socket
-reader and our reader task; that queue holds at most
+Incoming flow is bounded. paho reads the connection through a
+`BufferedSocket`: one read from the kernel (16 KiB) serves every packet in it,
+in one wake-up of the event loop. Telemetry, the hot path, is handled the
+moment paho has read it when the sink is synchronous (the controller's is): no
+queue and no task per sample; while the controller is busy the socket is not
+read, so a flood is held back by TCP and the broker. Every other message
+waits in aiomqtt's queue between the socket reader and our reader task, and
+telemetry joins that queue while it holds anything, so a sample never
+overtakes an event or an ack. The queue holds at most
 `MqttSettings.max_incoming` messages. An `async` sink is awaited before the
 next message is taken, so a slow sink fills the queue; once it is full, newer
 messages are discarded and counted as `incoming_overflow` (logged at most once
@@ -36,10 +43,11 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiomqtt
 
+from firmware_bridge.buffered_socket import BufferedSocket
 from firmware_bridge.messages import CmdAck, DeviceMessage, PortCommand
 from firmware_bridge.mqtt_codec import (
     Drop,
@@ -203,6 +211,30 @@ def _bounded_queue(
             on_queued()
 
     return BoundedQueue
+
+
+def _buffer_reads(client: aiomqtt.Client) -> bool:
+    """Have paho read the connection through a `BufferedSocket` (see that module).
+
+    Neither aiomqtt nor paho has a public hook for the socket, so this wraps
+    paho's socket factory, found through aiomqtt's `_client` (both libraries are
+    pinned below their next major version; `tests/test_mqtt_adapter.py` checks
+    that it still applies). Returns False, and the bridge reads as before, if
+    they no longer look the same.
+    """
+    paho: Any = getattr(client, "_client", None)
+    create = getattr(paho, "_create_socket", None)
+    if create is None:
+        log.warning("paho's socket factory not found: MQTT reads are not buffered")
+        return False
+
+    def create_buffered() -> Any:
+        sock = create()
+        # A plain TCP socket only: TLS (an SSLSocket) and proxy sockets are left as they are.
+        return BufferedSocket(sock) if type(sock) is socket.socket else sock
+
+    paho._create_socket = create_buffered
+    return True
 
 
 class MqttBridge(StartStop):
@@ -417,6 +449,7 @@ class MqttBridge(StartStop):
         )
         # Commands and states go out together (see _flush); a burst of them is normal.
         client.pending_calls_threshold = s.max_outbox
+        _buffer_reads(client)
         return client
 
     async def _connect_loop(self, client: aiomqtt.Client) -> None:

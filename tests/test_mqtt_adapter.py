@@ -17,6 +17,7 @@ import aiomqtt
 import pytest
 
 from controller.clock import RealClock, SimClock
+from firmware_bridge.buffered_socket import BufferedSocket
 from firmware_bridge.messages import CmdAck, DeviceMessage, PortCommand, PortEvent, Telemetry
 from firmware_bridge.mqtt_adapter import CommandTracker, MqttBridge, MqttSettings
 from firmware_bridge.mqtt_codec import MqttCodec
@@ -343,6 +344,40 @@ async def test_bad_payloads_are_dropped_and_counted(broker: tuple[str, int], she
         "dropped.wrong_type": 1,
         "dropped.too_large": 1,
     }
+
+
+@pytest.mark.broker
+@pytest.mark.usefixtures("no_tasks_left")
+async def test_telemetry_never_overtakes_an_event(broker: tuple[str, int], shed: str) -> None:
+    # Events and acks wait in the queue; telemetry is handled as paho reads it, unless
+    # something waits in the queue. A burst arrives in one read (many packets per wake-up).
+    sink = Collector()
+    base, now = f"ebs/v1/{shed}/port", RealClock().now_ms()
+    burst: list[tuple[str, bytes, int]] = []
+    for port in (3, 4, 5):
+        burst.append((f"{base}/{port}/event", b'{"ts":%d,"type":"button"}' % now, 1))
+        for seq in range(1, 6):
+            sample = TELEMETRY.replace(b'"seq":1', b'"seq":%d' % (port * 10 + seq)) % now
+            burst.append((f"{base}/3/telemetry", sample, 0))
+    async with running(make_bridge(broker, shed, sink)) as bridge, peer(broker) as p:
+        await asyncio.gather(*(p.publish(t, payload, qos=qos) for t, payload, qos in burst))
+        await sink.wait(lambda: len(sink.messages) == len(burst))
+        assert bridge.counters()["delivered"] == len(burst)
+    seen = [(m.port, "event") if isinstance(m, PortEvent) else m.seq for m in sink.messages]
+    expected = []
+    for port in (3, 4, 5):
+        expected += [(port, "event"), *(port * 10 + seq for seq in range(1, 6))]
+    assert seen == expected
+
+
+@pytest.mark.broker
+@pytest.mark.usefixtures("no_tasks_left")
+async def test_paho_reads_through_a_buffer(broker: tuple[str, int], shed: str) -> None:
+    # The bridge wraps paho's socket through private attributes of aiomqtt and paho
+    # (see _buffer_reads): this fails if an upgrade of either moved them.
+    async with running(make_bridge(broker, shed, Collector())) as bridge:
+        assert bridge._client is not None
+        assert isinstance(bridge._client._client.socket(), BufferedSocket)
 
 
 @pytest.mark.broker

@@ -30,9 +30,11 @@ Method (docs/benchmarks.md has the long form):
 - Overload: paced at `overload_factor` x capacity for `overload_s`; the
   controller's resident memory is sampled every 50 ms. Losses are counted
   (bridge `incoming_overflow`; what the broker dropped for a slow subscriber
-  shows as published - received). Memory must not grow with what is lost;
-  what the core keeps of each handled sample (its 5-minute unplug window) is
-  reported apart.
+  shows as published - received). Memory must not grow with what is lost, nor
+  with what is handled (the core keeps constant memory per session).
+
+The machine's load average at the start and at the end goes into `details`:
+the machine is often shared, and a busy neighbour slows both sides unevenly.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import statistics
 import tempfile
 import threading
@@ -72,7 +75,6 @@ from bench.common import (
 WINDOW = 1000  # messages in flight at most during a throughput round (broker queue: 1000)
 TARGET_RATIO = 0.5
 SUSTAINED_FRACTIONS = (0.8, 0.6, 0.4)  # of the measured capacity; down until nothing is lost
-RETAINED_BYTES_PER_SAMPLE = 125  # see _window_entries (measured with tracemalloc)
 STALL_S = 10.0  # no progress this long ends a phase (losses are then reported)
 MB = 1024 * 1024
 
@@ -412,18 +414,6 @@ class _LoopLag:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-def _window_entries(core: Any) -> int | None:
-    """Samples held in the charge-end detectors' unplug windows (private state: diagnostics).
-
-    The window keeps every accepted sample of the last `unplug_window_s` (300 s):
-    a tuple, its int `ts` and its float `w`, about 125 bytes a sample (tracemalloc).
-    """
-    try:
-        return sum(len(p.session.detector._avg._samples) for p in core.ports.values() if p.session)
-    except AttributeError:
-        return None
-
-
 def _delta(after: dict[str, int], before: dict[str, int], key: str) -> int:
     return after.get(key, 0) - before.get(key, 0)
 
@@ -488,14 +478,13 @@ async def _sustained(
 
 
 async def _overload(
-    pub: _Publisher, bridge: Any, core: Any, meter: _Meter, rate: float, seconds: float
+    pub: _Publisher, bridge: Any, meter: _Meter, rate: float, seconds: float
 ) -> dict[str, Any]:
     """Paced well above capacity: losses are counted, resident memory must stay flat."""
     rss = _RssSampler()
     rss.start()
     await asyncio.sleep(0.5)
     rss_before = max(r for _, r in rss.samples)
-    window_before = _window_entries(core)
     before = bridge.counters()
     meter.arm(-1)
     t0 = time.monotonic()
@@ -513,12 +502,6 @@ async def _overload(
     peak = max(during, default=rss_before)
     received = _delta(after, before, "received")
     overflow = _delta(after, before, "incoming_overflow")
-    window_after = _window_entries(core)
-    window_mb = (
-        (window_after - window_before) * RETAINED_BYTES_PER_SAMPLE / MB
-        if window_after is not None and window_before is not None
-        else None
-    )
     growth = peak - rss_before
     return {
         "target_rate_samples_per_s": _round(rate),
@@ -537,19 +520,10 @@ async def _overload(
         "rss_peak_first_half_mb": round(first_half / MB, 1),
         "rss_peak_second_half_mb": round(second_half / MB, 1),
         "rss_growth_mb": round(growth / MB, 1),
-        # What the unplug windows took on: every handled sample stays for 300 s.
-        "unplug_window_samples_added": (
-            window_after - window_before
-            if window_after is not None and window_before is not None
-            else None
-        ),
-        "unplug_window_growth_mb": None if window_mb is None else round(window_mb, 1),
-        "rss_growth_other_mb": None if window_mb is None else round(growth / MB - window_mb, 1),
-        # Bounded: apart from what the unplug windows took on (every handled sample
-        # stays 300 s, so that part grows with the handled rate until then), RSS grows
-        # by no more than a full incoming queue (1000 messages of about 1 KiB) and
-        # allocator slack: nothing grows with what was published and not handled.
-        "memory_bounded": (growth - (window_mb or 0.0) * MB) < 16 * MB,
+        # Bounded: RSS grows by no more than a full incoming queue (1000 messages of
+        # about 1 KiB), the 16 KiB read buffer and allocator slack: nothing grows with
+        # what was published, lost or handled.
+        "memory_bounded": growth < 16 * MB,
     }
 
 
@@ -625,9 +599,7 @@ async def _bench(
                     lossless[0]["rate_samples_per_s"] if lossless else None
                 ),
             }
-            overload = await _overload(
-                pub, bridge, core, meter, overload_factor * capacity, overload_s
-            )
+            overload = await _overload(pub, bridge, meter, overload_factor * capacity, overload_s)
             return {
                 "bare_rounds": bare_rounds,
                 "controller_rounds": ctrl_rounds,
@@ -645,6 +617,10 @@ async def _bench(
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+def _loads(loads: tuple[float, float, float]) -> list[float]:
+    return [round(x, 2) for x in loads]
 
 
 def _side(rounds: list[tuple[float, int, int]]) -> dict[str, Any]:
@@ -677,7 +653,7 @@ def run(
     run_id = uuid.uuid4().hex[:12]
     # Same length, so both consumers get byte-for-byte the same sizes.
     sheds = {"bare": f"bench-tel-b-{run_id}", "controller": f"bench-tel-c-{run_id}"}
-    wall0 = time.monotonic()
+    wall0, load0 = time.monotonic(), os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ebshed-bench-") as data_dir:
         config = shed_config(sheds["controller"], ports, broker, data_dir)
         settings = settings_from_dict(config, "bench")
@@ -732,5 +708,7 @@ def run(
             "acks_sent_by_boards": acks,
             "cpus": psutil.cpu_count(),
             "wall_s": round(time.monotonic() - wall0, 1),
+            # 1, 5 and 15 minute load averages: how busy the machine was (nproc in "cpus").
+            "load_average": {"start": _loads(load0), "end": _loads(os.getloadavg())},
         },
     )

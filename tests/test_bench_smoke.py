@@ -73,6 +73,7 @@ def test_telemetry_smoke(broker: str) -> None:
     # Every sample published under overload is handled, overflowed, or lost before the bridge.
     assert overload["lost_before_bridge"] >= 0
     assert isinstance(d["memory_bounded_under_overload"], bool)
+    assert len(d["load_average"]["start"]) == len(d["load_average"]["end"]) == 3
 
 
 @pytest.mark.broker

@@ -233,8 +233,14 @@ class ModbusBridge(StartStop):
         async with self._progress:
             await self._progress.wait_for(lambda: self._counts["cycles"] >= target)
 
-    async def barrier(self) -> None:
-        """Wait for a whole poll cycle begun after this call, then for every queued command.
+    @property
+    def cycle_no(self) -> int:
+        """The number of the last poll cycle begun."""
+        return self._cycle_no
+
+    async def barrier(self, after: int | None = None) -> None:
+        """Wait for a whole poll cycle begun after this call (or after cycle
+        number `after`, see `cycle_no`), then for every queued command.
 
         For simulated time stepped with a barrier: advance the clock, then
         `await bridge.barrier()`: every board has been read at the new time, and
@@ -242,13 +248,19 @@ class ModbusBridge(StartStop):
         acknowledged. (With a `SimClock` a cycle starts only once the clock has
         reached the poll interval: advance first.)
         """
-        target = self._cycle_no + 1
+        target = (self._cycle_no if after is None else after) + 1
         async with self._progress:
             await self._progress.wait_for(
                 lambda: (
                     self._counts["cycles"] >= target and not self._queue and self._inflight is None
                 )
             )
+
+    async def commands_done(self) -> None:
+        """Wait until every queued command has been carried out and acknowledged
+        (commands run between poll cycles: no new cycle is needed)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: not self._queue and self._inflight is None)
 
     def counters(self) -> dict[str, int]:
         """Snapshot for metrics. `dropped.<reason>` per kind of bad frame; `dropped` in total."""

@@ -1,9 +1,13 @@
 """`ebshed demo`: a whole simulated shed in one process.
 
 An embedded MQTT broker (amqtt) on a free port, the real controller (the same
-code as `ebshed controller run`) with SQLite, and simulated boards, e-bikes,
-bay and smoke sensors speaking the MQTT contract. Residents arrive through the
-day, plug in, tap a card or pay a local order, and leave.
+code as `ebshed controller run`) with SQLite, simulated boards, e-bikes, bay
+and smoke sensors speaking the MQTT contract, and the central API with the
+payment provider simulator over real HTTP (`simulators/central.py`).
+Residents arrive through the day, plug in, tap a card or scan the socket's QR
+code and pay (until full, or an amount), sometimes stop from the phone, and
+leave; unused money goes back to the payment. Someone paying from a real
+browser gets a simulated bike plugged into the socket they paid for.
 
 At `--speed max` the driver advances a `SimClock` in steps and waits, after
 each step, until every message sent has been received and handled on both
@@ -34,20 +38,18 @@ from controller.core.fsm import SocketState
 from controller.core.metering import register_delta
 from controller.core.model import (
     Action,
-    AuthMode,
-    Authorization,
-    Refusal,
     Session,
     SessionClosed,
     SessionOpened,
 )
 from controller.runtime import running_controller
 from controller.service import ControllerService
-from controller.settings import Settings, settings_from_dict
+from controller.settings import CentralSettings, Settings, settings_from_dict
 from firmware_bridge.modbus_bridge import ModbusBridge
 from firmware_bridge.modbus_routing import RoutingBridge
 from firmware_bridge.mqtt_adapter import MqttBridge
 from simulators import ebike
+from simulators.central import DemoCentral, ShedSpec
 from simulators.mqtt_runner import MqttDeviceRunner
 from simulators.scaled_clock import ScaledClock
 from simulators.scenario import HOUR_MS, TZ_OFFSET_MS, Arrival, bay_count, plan_day
@@ -63,6 +65,7 @@ from simulators.shed_sim import (
 
 log = logging.getLogger("ebshed.demo")
 SHED = "demo-1"
+SHED_NAME = "1号车棚"
 STEP_S = 10  # simulated seconds per driver step at max speed
 MODBUS_STEP_S = 30  # with an RS-485 bus each step costs a real poll cycle on the wire
 STAFF_ACK_MS = 10 * 60_000
@@ -120,7 +123,8 @@ def demo_start_ms(start_hour: float) -> int:
 
 
 def demo_settings(sockets: int, broker_port: int, data_dir: Path,
-                  plans: list[BoardPlan], bus_device: str | None) -> Settings:
+                  plans: list[BoardPlan], bus_device: str | None,
+                  central: dict[str, Any] | None = None) -> Settings:
     boards: list[dict[str, Any]] = []
     for plan in plans:
         board: dict[str, Any] = {"id": plan.board_id, "ports": list(plan.ports)}
@@ -141,16 +145,24 @@ def demo_settings(sockets: int, broker_port: int, data_dir: Path,
     ]
     cards += [{"uid": f"9A9A{0x2001 + n:04X}", "plan_until_ms": 4_102_444_800_000}
               for n in range(12)]
-    return settings_from_dict(
-        {
-            "shed": {"id": SHED, "name": "示范小区 1号车棚", "data_dir": str(data_dir)},
-            "mqtt": {"host": "127.0.0.1", "port": broker_port, "keepalive": 60},
-            "boards": boards,
-            "buses": buses,
-            "bays": bays,
-            "cards": cards,
-        }
-    )
+    raw: dict[str, Any] = {
+        "shed": {"id": SHED, "name": SHED_NAME, "data_dir": str(data_dir)},
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, "keepalive": 60},
+        "boards": boards,
+        "buses": buses,
+        "bays": bays,
+        "cards": cards,
+    }
+    if central is not None:
+        raw["central"] = central
+    return settings_from_dict(raw)
+
+
+def shed_spec(settings: Settings) -> ShedSpec:
+    """What the central API is told about the demo's shed when it is registered."""
+    layout = settings.layout()
+    ports = sorted(p for board in layout.boards.values() for p in board)
+    return ShedSpec(SHED, SHED_NAME, ports, dict(layout.bays))
 
 
 @dataclass
@@ -159,6 +171,10 @@ class Occupant:
     port: int | None
     bay: int | None
     session_id: str | None = None
+    order_no: str | None = None  # paid by scan-to-pay
+
+
+WALK_IN_STAY_MS = 6 * HOUR_MS  # a bike plugged for someone paying from a browser
 
 
 @dataclass
@@ -171,6 +187,7 @@ class DemoShed:
     arrivals: list[Arrival]
     rng: random.Random
     end_ms: int
+    central: DemoCentral
     next_arrival: int = 0
     occupants: list[Occupant] = field(default_factory=list)
     unserved: int = 0
@@ -198,6 +215,8 @@ class DemoShed:
     def _on_action(self, action: Action) -> None:
         if isinstance(action, SessionOpened):
             s = action.session
+            if s.auth.kind == "order" and not any(o.port == s.port for o in self.occupants):
+                self._walk_in(s.port, s.auth.ref, s.started_ms)
             self.gt_start[s.id] = self.devices.true_wh(s.port)
         elif isinstance(action, SessionClosed):
             s = action.session
@@ -210,7 +229,8 @@ class DemoShed:
         return len(self.service.core.open_sessions())
 
     def finished(self, now_ms: int) -> bool:
-        return now_ms >= self.end_ms and self.open_sessions == 0
+        return (now_ms >= self.end_ms and self.open_sessions == 0
+                and self.central.open_orders() == 0)
 
     async def play(self, now_ms: int) -> None:
         """Everything people and staff do up to `now_ms`."""
@@ -222,11 +242,11 @@ class DemoShed:
             arrival = self.arrivals[self.next_arrival]
             self.next_arrival += 1
             if arrival.t_ms < self.end_ms:
-                self._arrive(arrival, now_ms)
+                await self._arrive(arrival, now_ms)
         for occ in list(self.occupants):
             a = occ.arrival
             if a.stop_early_ms is not None and a.stop_early_ms <= now_ms and occ.port:
-                self._stop_early(occ)
+                await self._stop_early(occ)
             if a.leave_ms <= now_ms:
                 self._leave(occ, now_ms)
         self._staff(now_ms)
@@ -259,7 +279,7 @@ class DemoShed:
                 return number
         return None
 
-    def _arrive(self, a: Arrival, now_ms: int) -> None:
+    async def _arrive(self, a: Arrival, now_ms: int) -> None:
         if a.who == "parker":
             bay = self._free_bay(None) or self._free_bay(self._free_port())
             if bay is not None:
@@ -280,14 +300,46 @@ class DemoShed:
             pool = self.card_pool if a.pay == "card" else self.plan_pool
             self.devices.tap(port, self.rng.choice(pool), now_ms)
         else:
-            mode: AuthMode = "until_full" if a.pay == "order_full" else "amount"
-            result = self.service.start_session(
-                port, Authorization("order", f"order-{a.id}", a.amount_fen, mode)
-            )
-            if isinstance(result, Refusal):
-                log.info("arrival %s at socket %d refused: %s", a.id, port, result.code)
-            else:
-                occ.session_id = result.id
+            await self._scan_and_pay(occ, now_ms)
+
+    async def _scan_and_pay(self, occ: Occupant, now_ms: int) -> None:
+        """Scan the socket's QR code, order, pay on the provider's page (real HTTP)."""
+        a, port = occ.arrival, occ.port
+        assert port is not None
+        http = self.central.http
+        assert http is not None
+        body: dict[str, Any] = {"shed_id": SHED, "port": port, "phone": self._phone(a)}
+        if a.pay == "order_full":
+            body["mode"] = "until_full"
+        else:
+            body.update(mode="amount", amount_fen=a.amount_fen)
+        made = await http.post("/api/v1/orders", json=body)
+        self.central.poke()
+        if made.status_code not in (200, 201):
+            # the socket cannot be paid for (taken by someone paying from a browser)
+            log.info("arrival %s at socket %d: order refused: %s", a.id, port, made.text)
+            self._leave(occ, now_ms)
+            self.unserved += 1
+            return
+        created = made.json()
+        paid = await http.post(f"{created['pay_url']}/confirm")
+        if paid.status_code != 200:
+            log.warning("arrival %s: payment of %s failed: %s", a.id,
+                        created["out_trade_no"], paid.status_code)
+            self._leave(occ, now_ms)
+            return
+        occ.order_no = created["out_trade_no"]
+
+    def _phone(self, a: Arrival) -> str:
+        """A mainland mobile number per resident (the same person on every run)."""
+        return f"139{int(a.id[1:]) * 7919 % 100_000_000:08d}"
+
+    def _walk_in(self, port: int, order_no: str, now_ms: int) -> None:
+        """Someone paid for this socket from a browser: their bike is plugged in."""
+        stay = Arrival(f"w-{order_no}", now_ms, "resident", "lithium", "order_full", 0,
+                       now_ms + WALK_IN_STAY_MS, None, self.rng.uniform(0.2, 0.5))
+        self.occupants.append(Occupant(stay, port, None, order_no=order_no))
+        self.devices.plug(port, self._bike(stay), now_ms)
 
     def _bike(self, a: Arrival) -> ebike.EBike:
         if a.bike == "overdraw":
@@ -298,9 +350,17 @@ class DemoShed:
             return ebike.lithium(self.rng, soc=a.soc, bike_id=a.id)
         return ebike.lead_acid(self.rng, soc=a.soc, bike_id=a.id)
 
-    def _stop_early(self, occ: Occupant) -> None:
+    async def _stop_early(self, occ: Occupant) -> None:
+        """Stop from the phone (scan-to-pay) or tap the card again."""
         assert occ.port is not None
         occ.arrival = dataclasses.replace(occ.arrival, stop_early_ms=None)
+        if occ.order_no is not None:
+            assert self.central.http is not None
+            stop = await self.central.http.post(f"/api/v1/orders/{occ.order_no}/stop")
+            self.central.poke()
+            if stop.status_code != 202:
+                log.info("stop of %s: %s", occ.order_no, stop.text)
+            return
         port = self.service.core.ports[occ.port]
         if port.session is not None and port.state in (SocketState.CHARGING,
                                                         SocketState.FLOATING,
@@ -354,6 +414,13 @@ class Barrier:
             bridge = bridge.member("mqtt")
         assert isinstance(bridge, MqttBridge)
         self.mqtt = bridge
+        self.marks: list[int] = []
+        self.mark()
+
+    def mark(self) -> None:
+        """Call right after advancing the clock: the next `settle` waits for the
+        buses' poll cycles begun from now on (even if they end before it is called)."""
+        self.marks = [bus.cycle_no for bus in self.buses]
 
     def _snapshot(self) -> tuple[int, ...]:
         c = self.mqtt.counters()
@@ -364,10 +431,14 @@ class Barrier:
         """Call when nothing is in flight but retained messages may still arrive."""
         await self.settle(quiet_only=True)
 
-    async def settle(self, timeout_s: float = 30.0, *, quiet_only: bool = False) -> None:
-        for bus in self.buses if not quiet_only else ():
-            # a whole poll cycle at the new time (advance the clock first), commands done
-            await asyncio.wait_for(bus.barrier(), timeout_s)
+    async def settle(self, timeout_s: float = 30.0, *, quiet_only: bool = False,
+                     new_cycle: bool = True) -> None:
+        """`new_cycle=False`: settle again at the same time (after commands from
+        the central API): the buses only finish their commands."""
+        for bus, mark in zip(self.buses if not quiet_only else (), self.marks, strict=False):
+            # a whole poll cycle at the new time (see `mark`), commands done
+            await asyncio.wait_for(bus.barrier(mark) if new_cycle else bus.commands_done(),
+                                   timeout_s)
         deadline = time.monotonic() + timeout_s
         last, still_since, spins = None, time.monotonic(), 0
         while time.monotonic() < deadline:
@@ -401,8 +472,10 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
     data_dir.mkdir(parents=True, exist_ok=True)
     hours = opts.hours if opts.hours is not None else 24.0 * 365
     wall0 = time.monotonic()
+    central = DemoCentral(clock, data_dir, rng, None if fast else float(opts.speed))
     try:
-        async with embedded_broker() as broker_port, contextlib.AsyncExitStack() as stack:
+        async with (embedded_broker() as broker_port, central.running(),
+                    contextlib.AsyncExitStack() as stack):
             plans = plan_boards(opts.sockets, opts.transport)
             bay_numbers = list(range(1, bay_count(opts.sockets) + 3))
             devices = make_shed_devices(SHED, plans, bay_numbers, rng, clock, fast)
@@ -410,8 +483,11 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 await stack.enter_async_context(devices.bus)
             bus_device = devices.bus.device if devices.bus is not None else None
             settings = demo_settings(opts.sockets, broker_port, data_dir, plans, bus_device)
+            token = central.register(shed_spec(settings))
+            settings = settings.model_copy(update={"central": CentralSettings(
+                url=central.url, token=token, poll_wait_s=1 if fast else 25)})
             service = ControllerService(settings, clock)
-            controller = running_controller(settings, clock, service)
+            controller = running_controller(settings, clock, service, central_loops=not fast)
             await controller.__aenter__()
             runner = MqttDeviceRunner("127.0.0.1", broker_port, SHED, devices.mqtt_devices, clock)
             devices.runner = runner
@@ -419,7 +495,9 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
                 await runner.start()
                 shed = DemoShed(settings, service, devices,
                                 plan_day(rng, start_ms, hours, opts.sockets), rng,
-                                start_ms + int(hours * HOUR_MS))
+                                start_ms + int(hours * HOUR_MS), central)
+                if opts.live:
+                    print_urls(central)
                 if fast:
                     assert isinstance(clock, SimClock)
                     await _run_max(shed, clock)
@@ -427,6 +505,7 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
                     await _run_live(shed, clock, opts.live)
                 summary = summarize(shed, clock.now_ms() - start_ms, time.monotonic() - wall0)
                 summary["transport"] = opts.transport
+                summary.update(central.money())
             finally:
                 # The controller goes first: boards leaving must not raise alarms.
                 await controller.__aexit__(None, None, None)
@@ -444,15 +523,18 @@ async def _run_max(shed: DemoShed, clock: SimClock) -> None:
     assert runner is not None
     barrier = Barrier(shed.service, runner)
     await barrier.calibrate()
+    link = (shed.service.uplink, shed.service.poller)
+    await shed.central.settle(link, barrier, new_cycle=False)  # the shed reports in
     step_s = STEP_S if not barrier.buses else MODBUS_STEP_S
     # Past the end: no new arrivals; sessions still running end by themselves.
     limit = shed.end_ms + 26 * HOUR_MS
     while not shed.finished(t) and t < limit:
         t += step_s * 1000
         clock.advance_to(t)
+        barrier.mark()
         await shed.play(t)
         await runner.step(t)
-        await barrier.settle()
+        await shed.central.settle(link, barrier)
 
 
 async def _run_live(shed: DemoShed, clock: Clock, live: bool) -> None:
@@ -481,6 +563,18 @@ async def _run_live(shed: DemoShed, clock: Clock, live: bool) -> None:
             loop.remove_signal_handler(signal.SIGINT)
 
 
+def print_urls(central: DemoCentral) -> None:
+    """Where a person can join the live demo (printed before the live view)."""
+    print(f"""
+  Central API        {central.url}   (OpenAPI: {central.url}/docs)
+  Shed page          {central.url}/s/{SHED}
+  Socket 7 (QR)      {central.url}/s/{SHED}/7   pay there, then press 确认支付 / Pay
+  My charges         {central.url}/me   (SMS codes: {central.url}/api/v1/dev/sms)
+  Payment provider   {central.provider.url}
+  Admin token        {central.admin_token}
+""", flush=True)
+
+
 def summarize(shed: DemoShed, sim_ms: int, wall_s: float) -> dict[str, Any]:
     service = shed.service
     closed: list[Session] = service.closed
@@ -493,6 +587,7 @@ def summarize(shed: DemoShed, sim_ms: int, wall_s: float) -> dict[str, Any]:
             "id": s.id,
             "port": s.port,
             "auth": s.auth.kind,
+            "order_no": s.auth.ref if s.auth.kind == "order" else None,
             "prepaid_fen": s.auth.prepaid_fen,
             "end_reason": s.end_reason,
             "billed_wh": s.energy_wh,

@@ -12,6 +12,7 @@ from controller.cli import app
 
 REQUIRED = {"sessions_started", "sessions_closed", "end_reasons", "billed_wh",
             "ground_truth_wh", "billed_fen", "alarms", "sessions"}
+MONEY = {"orders_paid", "paid_fen", "orders_billed_fen", "refunded_fen", "refunds_failed"}
 PER_SESSION = {"id", "port", "end_reason", "billed_wh", "ground_truth_wh", "billed_fen"}
 
 
@@ -30,7 +31,7 @@ def test_headless_evening_closes_every_session_and_bills_the_meter(
     ])
     assert result.exit_code == 0, result.output
     summary = json.loads(out.read_text("utf-8"))
-    assert summary.keys() >= REQUIRED
+    assert summary.keys() >= REQUIRED | MONEY
     sessions = summary["sessions"]
     assert sessions and all(s.keys() >= PER_SESSION for s in sessions)
     assert summary["sessions_started"] == summary["sessions_closed"] == len(sessions) >= least
@@ -45,6 +46,16 @@ def test_headless_evening_closes_every_session_and_bills_the_meter(
             assert abs(s["billed_wh"] - s["ground_truth_wh"]) < 1.0, s
         if s["auth"] == "order":
             assert s["billed_fen"] + s["refund_fen"] == s["prepaid_fen"], s
+    # Scan-to-pay through the central API and the provider, over real HTTP: every
+    # paid order's money is settled, paid = billed + refunded to the fen, and what
+    # the API billed is what the shed billed.
+    orders = [s for s in sessions if s["auth"] == "order"]
+    assert orders and summary["orders_paid"] >= len(orders)
+    assert summary["refunds_failed"] == 0
+    assert summary["paid_fen"] == summary["orders_billed_fen"] + summary["refunded_fen"]
+    assert summary["orders_billed_fen"] == sum(s["billed_fen"] for s in orders)
+    assert summary["refunded_fen"] == summary["provider_refunded_fen"]
+    assert set(summary["orders_by_status"]) <= {"closed", "refunded"}
     assert summary["billed_fen"] == sum(s["billed_fen"] for s in sessions)
     assert summary["billed_wh"] == sum(s["billed_wh"] for s in sessions)
     # the database was kept and holds the same sessions

@@ -22,13 +22,13 @@ from openpyxl import load_workbook
 
 from api.main import create_app
 from simulators.payment_server import LocalServer
+from tests.browser import SCREENSHOTS, TIMEOUT_MS
 from tests.test_reports_rollups import record, simulated_month, uplink
-from tests.test_web_browser import CHROMIUM_ARGS, SCREENSHOTS, TIMEOUT_MS, _browser_or_skip
 
 if TYPE_CHECKING:
     from tests.api_db import Api
 
-pytest_plugins = ["tests.api_db"]
+pytest_plugins = ["tests.api_db", "tests.browser"]
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the page, not SQL
 
 
@@ -57,17 +57,6 @@ async def served(db_url: str) -> AsyncIterator[Api]:
             yield api
     finally:
         await server.stop()
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async_api = _browser_or_skip()
-    async with async_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 def number(text: str) -> float:

@@ -4,9 +4,7 @@ on the REAL central API.
 uvicorn on a free port serves `create_app` (the pages, the orders, public and
 auth routers), with the real payment gateway, the provider simulator and its
 pay page, and a fake shed on the real shed endpoints that the test drives
-(tests/test_orders_harness.py). Debian's chromium is driven by Playwright
-(`executable_path`, never `playwright install`). Without chromium or
-playwright the tests are skipped here and FAIL in CI (`CI=true`).
+(tests/test_orders_harness.py), in Debian's chromium (tests/browser.py).
 
 The provider simulator's pay page does not send the browser back yet (the
 demo configures the provider's return URL); after "确认支付" the test opens
@@ -18,90 +16,26 @@ docs/screenshots/.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.browser import open_phone
 from tests.test_orders_harness import PHONE_A, PayEnv, pay_env
 
-pytest_plugins = ["tests.api_db"]
+pytest_plugins = ["tests.api_db", "tests.browser"]
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the pages, not SQL
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 PORTS = tuple(range(1, 13))
-TIMEOUT_MS = 15_000
-
-
-def _browser_or_skip() -> Any:
-    """Playwright's async API, or skip (locally) / fail (CI) with the reason."""
-    reason = None
-    try:
-        from playwright import async_api
-    except ImportError:
-        reason = "playwright is not installed: .venv/bin/pip install playwright"
-    if reason is None and not CHROMIUM.exists():
-        reason = f"Debian's chromium is not installed ({CHROMIUM}): apt-get install chromium"
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the browser test: {reason}")
-        pytest.skip(reason)
-    return async_api
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    async_api = _browser_or_skip()
-    async with async_api.async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
 
 
 @pytest.fixture
 async def env(db_url: str) -> AsyncIterator[PayEnv]:
     async with pay_env(db_url, pay_workers=True, pay_worker_interval_ms=100) as env:
         yield env
-
-
-class Phone:
-    """A phone-sized page that records failed loads and script errors (CSP ones too)
-    on our pages (not on the provider's pay page, which asks for a /favicon.ico)."""
-
-    def __init__(self, page: Any, origin: str) -> None:
-        self.page = page
-        self.errors: list[str] = []
-
-        def record(what: str) -> None:
-            if page.url.startswith(origin):
-                self.errors.append(f"{page.url}: {what}")
-
-        page.on("pageerror", lambda err: record(f"pageerror: {err}"))
-        page.on("console", lambda msg: record(msg.text) if msg.type == "error" else None)
-
-    async def shot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        await self.page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
-
-
-async def open_phone(browser: Any, origin: str) -> Phone:
-    context = await browser.new_context(
-        viewport={"width": 390, "height": 844},
-        device_scale_factor=2,
-        is_mobile=True,
-        has_touch=True,
-        locale="zh-CN",
-    )
-    context.set_default_timeout(TIMEOUT_MS)
-    return Phone(await context.new_page(), origin)
 
 
 async def test_scan_pay_watch_stop_receipt(env: PayEnv, browser: Any) -> None:

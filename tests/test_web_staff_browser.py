@@ -24,12 +24,12 @@ from api.main import create_app
 from api.services.accounts import GrantSpec, create_user
 from api.settings import ApiSettings
 from simulators.payment_server import LocalServer
-from tests.test_web_browser import SCREENSHOTS, browser
+from tests.browser import SCREENSHOTS
 
 ADMIN = "admin-token-for-the-board-tests"
 PASSWORD = "correct horse battery"
 TIMEOUT_MS = 15_000
-__all__ = ["browser"]  # the fixture: Debian's chromium, or a skip (a failure in CI)
+pytest_plugins = ["tests.browser"]
 
 
 class FakeShed:

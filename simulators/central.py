@@ -34,6 +34,8 @@ from api.main import create_app
 from api.models import Order, Refund
 from api.repos import compounds, sheds
 from api.schemas.sheds import BayIn
+from api.services import accounts
+from api.services.accounts import GrantSpec
 from api.services.orders_workers import OrdersRuntime
 from api.services.registration import register_compound, register_shed, rotate_shed_token
 from api.settings import ApiSettings
@@ -43,6 +45,8 @@ from simulators.payment_provider import PaymentProviderSimulator, write_credenti
 from simulators.payment_server import LateApp, LocalServer
 
 COMPOUND: Final = ("demo", "示范小区")
+DEMO_USERS: Final = (("staff", "物业值班员", "staff"), ("office", "社区居委会", "office"))
+PASSWORD_ALPHABET: Final = "abcdefghijkmnpqrstuvwxyz23456789"
 # Order states after which nothing more happens to the money.
 SETTLED: Final = ("closed", "refunded", "failed", "expired")
 MAX_STEP_ROUNDS: Final = 50
@@ -150,6 +154,23 @@ class DemoCentral:
             registered = register_shed(db, shed.id, shed.name, COMPOUND[0], now_ms=now,
                                        ports=shed.ports, bays=bays)
             return registered.token
+
+    def demo_users(self) -> dict[str, str]:
+        """A staff member and a community office user of the demo compound, with
+        new passwords on every run; returns login -> password (to print)."""
+        made: dict[str, str] = {}
+        now = self.clock.now_ms()
+        with self.app.state.ctx.sessions.begin() as db:
+            for login, name, role in DEMO_USERS:
+                password = "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(12))
+                user = accounts.user_by_login(db, login)
+                if user is None:
+                    accounts.create_user(db, login=login, name=name, password=password,
+                                         grants=[GrantSpec(role, COMPOUND[0])], now_ms=now)
+                else:  # a kept data folder: same user, a new password
+                    accounts.set_password(db, user, password)
+                made[login] = password
+        return made
 
     # --- stepping at --speed max ------------------------------------------------
 

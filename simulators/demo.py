@@ -70,6 +70,12 @@ STEP_S = 10  # simulated seconds per driver step at max speed
 MODBUS_STEP_S = 30  # with an RS-485 bus each step costs a real poll cycle on the wire
 STAFF_ACK_MS = 10 * 60_000
 STAFF_CLEAR_MS = 20 * 60_000
+# At a live speed people use the staff board: the simulated staff member waits
+# longer, and a socket overheats soon after the start so there is an alarm to answer.
+LIVE_STAFF_ACK_MS = 2 * HOUR_MS
+LIVE_HOT_SOCKET_AT_MS = 20 * 60_000
+LIVE_HOT_SOCKET_FOR_MS = 30 * 60_000
+HOT_C = 72.0
 
 
 @dataclass
@@ -179,7 +185,8 @@ WALK_IN_STAY_MS = 6 * HOUR_MS  # a bike plugged for someone paying from a browse
 
 @dataclass
 class DemoShed:
-    """Plays the day: arrivals, departures, staff, and one smoke test."""
+    """Plays the day: arrivals, departures, staff, one smoke test and one power cut
+    (and, at a live speed, an overheating socket soon after the start)."""
 
     settings: Settings
     service: ControllerService
@@ -188,6 +195,7 @@ class DemoShed:
     rng: random.Random
     end_ms: int
     central: DemoCentral
+    live: bool = False
     next_arrival: int = 0
     occupants: list[Occupant] = field(default_factory=list)
     unserved: int = 0
@@ -210,6 +218,9 @@ class DemoShed:
         cut_at = now + int(HOUR_MS * ((4.0 - ((now + TZ_OFFSET_MS) / HOUR_MS) % 24) % 24))
         if cut_at < self.end_ms and self.devices.mqtt_boards:
             self.events += [(cut_at, "power_cut"), (cut_at + 5 * 60_000, "power_restore")]
+        if self.live and self.devices.mqtt_boards:
+            hot_at = now + LIVE_HOT_SOCKET_AT_MS
+            self.events += [(hot_at, "hot_socket"), (hot_at + LIVE_HOT_SOCKET_FOR_MS, "cooled")]
         self.events.sort()
 
     def _on_action(self, action: Action) -> None:
@@ -263,6 +274,10 @@ class DemoShed:
             await runner.power_cut(victim)
         elif what == "power_restore" and victim:
             await runner.power_restore(victim)
+        elif what in ("hot_socket", "cooled"):
+            board = self.devices.mqtt_boards[0]
+            port = board.ports[-1]
+            board.force_temp(port, HOT_C if what == "hot_socket" else None)
 
     def _free_port(self) -> int | None:
         core = self.service.core
@@ -377,8 +392,9 @@ class DemoShed:
     def _staff(self, now_ms: int) -> None:
         """A diligent staff member: acknowledges alarms, clears faults after a check."""
         core = self.service.core
+        ack_after = LIVE_STAFF_ACK_MS if self.live else STAFF_ACK_MS
         for alarm in list(core.alarms.values()):
-            if alarm.acked_ms is None and now_ms - alarm.raised_ms >= STAFF_ACK_MS:
+            if alarm.acked_ms is None and now_ms - alarm.raised_ms >= ack_after:
                 self.service.acknowledge(alarm.id, "staff-demo", "checked on site")
         for number, port in core.ports.items():
             if port.state is SocketState.FAULT:
@@ -459,62 +475,89 @@ class Barrier:
         log.warning("barrier timed out: %s", self._snapshot())
 
 
-async def run_demo(opts: DemoOptions) -> dict[str, Any]:
+@dataclass
+class Demo:
+    """A running demo stack (`demo_stack`): the shed, its controller, the central side."""
+
+    opts: DemoOptions
+    clock: Clock
+    shed: DemoShed
+    central: DemoCentral
+    start_ms: int
+    data_dir: Path
+    users: dict[str, str]  # login -> password, printed for people to log in
+
+    @property
+    def fast(self) -> bool:
+        return self.opts.speed == "max"
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Play the day to its end (or until `stop`, or Ctrl-C at a live speed)."""
+        if self.fast:
+            assert isinstance(self.clock, SimClock)
+            await _run_max(self.shed, self.clock)
+        else:
+            await _run_live(self.shed, self.clock, self.opts.live, stop or asyncio.Event())
+
+    def summary(self, wall_s: float) -> dict[str, Any]:
+        out = summarize(self.shed, self.clock.now_ms() - self.start_ms, wall_s)
+        out["transport"] = self.opts.transport
+        out.update(self.central.money())
+        out["data_dir"] = str(self.data_dir) if self.opts.data_dir else None
+        return out
+
+
+@contextlib.asynccontextmanager
+async def demo_stack(opts: DemoOptions) -> AsyncIterator[Demo]:
+    """Everything of the demo, started: broker, central API and provider, the
+    controller (registered with the API), the simulated devices and people."""
     rng = random.Random(opts.seed)
     start_ms = demo_start_ms(opts.start_hour)
     fast = opts.speed == "max"
     clock: Clock = SimClock(start_ms) if fast else ScaledClock(start_ms, float(opts.speed))
-    tmp = None
-    data_dir = opts.data_dir
-    if data_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="ebshed-demo-")
-        data_dir = Path(tmp.name)
-    data_dir.mkdir(parents=True, exist_ok=True)
     hours = opts.hours if opts.hours is not None else 24.0 * 365
+    central = DemoCentral(clock, opts.data_dir or Path(), rng, None if fast else float(opts.speed))
+    async with contextlib.AsyncExitStack() as stack:
+        data_dir = opts.data_dir
+        if data_dir is None:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ebshed-demo-")))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        central.data_dir = data_dir
+        broker_port = await stack.enter_async_context(embedded_broker())
+        await stack.enter_async_context(central.running())
+        plans = plan_boards(opts.sockets, opts.transport)
+        bay_numbers = list(range(1, bay_count(opts.sockets) + 3))
+        devices = make_shed_devices(SHED, plans, bay_numbers, rng, clock, fast)
+        if devices.bus is not None:
+            await stack.enter_async_context(devices.bus)
+        bus_device = devices.bus.device if devices.bus is not None else None
+        settings = demo_settings(opts.sockets, broker_port, data_dir, plans, bus_device)
+        token = central.register(shed_spec(settings))
+        users = central.demo_users()
+        settings = settings.model_copy(update={"central": CentralSettings(
+            url=central.url, token=token, poll_wait_s=1 if fast else 25)})
+        runner = MqttDeviceRunner("127.0.0.1", broker_port, SHED, devices.mqtt_devices, clock)
+        devices.runner = runner
+        # Closed in reverse: the controller goes before the boards, so that boards
+        # leaving raise no alarms.
+        stack.push_async_callback(runner.close)
+        service = ControllerService(settings, clock)
+        await stack.enter_async_context(
+            running_controller(settings, clock, service, central_loops=not fast))
+        await runner.start()
+        shed = DemoShed(settings, service, devices,
+                        plan_day(rng, start_ms, hours, opts.sockets), rng,
+                        start_ms + int(hours * HOUR_MS), central, live=not fast)
+        yield Demo(opts, clock, shed, central, start_ms, data_dir, users)
+
+
+async def run_demo(opts: DemoOptions) -> dict[str, Any]:
     wall0 = time.monotonic()
-    central = DemoCentral(clock, data_dir, rng, None if fast else float(opts.speed))
-    try:
-        async with (embedded_broker() as broker_port, central.running(),
-                    contextlib.AsyncExitStack() as stack):
-            plans = plan_boards(opts.sockets, opts.transport)
-            bay_numbers = list(range(1, bay_count(opts.sockets) + 3))
-            devices = make_shed_devices(SHED, plans, bay_numbers, rng, clock, fast)
-            if devices.bus is not None:
-                await stack.enter_async_context(devices.bus)
-            bus_device = devices.bus.device if devices.bus is not None else None
-            settings = demo_settings(opts.sockets, broker_port, data_dir, plans, bus_device)
-            token = central.register(shed_spec(settings))
-            settings = settings.model_copy(update={"central": CentralSettings(
-                url=central.url, token=token, poll_wait_s=1 if fast else 25)})
-            service = ControllerService(settings, clock)
-            controller = running_controller(settings, clock, service, central_loops=not fast)
-            await controller.__aenter__()
-            runner = MqttDeviceRunner("127.0.0.1", broker_port, SHED, devices.mqtt_devices, clock)
-            devices.runner = runner
-            try:
-                await runner.start()
-                shed = DemoShed(settings, service, devices,
-                                plan_day(rng, start_ms, hours, opts.sockets), rng,
-                                start_ms + int(hours * HOUR_MS), central)
-                if opts.live:
-                    print_urls(central)
-                if fast:
-                    assert isinstance(clock, SimClock)
-                    await _run_max(shed, clock)
-                else:
-                    await _run_live(shed, clock, opts.live)
-                summary = summarize(shed, clock.now_ms() - start_ms, time.monotonic() - wall0)
-                summary["transport"] = opts.transport
-                summary.update(central.money())
-            finally:
-                # The controller goes first: boards leaving must not raise alarms.
-                await controller.__aexit__(None, None, None)
-                await runner.close()
-            summary["data_dir"] = str(data_dir) if opts.data_dir else None
-            return summary
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    async with demo_stack(opts) as demo:
+        if not demo.fast:
+            print_urls(demo)
+        await demo.run()
+        return demo.summary(time.monotonic() - wall0)
 
 
 async def _run_max(shed: DemoShed, clock: SimClock) -> None:
@@ -537,11 +580,10 @@ async def _run_max(shed: DemoShed, clock: SimClock) -> None:
         await shed.central.settle(link, barrier)
 
 
-async def _run_live(shed: DemoShed, clock: Clock, live: bool) -> None:
-    """Real (scaled) time until the day is over or Ctrl-C, refreshing the view."""
+async def _run_live(shed: DemoShed, clock: Clock, live: bool, stop: asyncio.Event) -> None:
+    """Real (scaled) time until the day is over, `stop` or Ctrl-C, refreshing the view."""
     from simulators.live_view import LiveView
 
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -563,15 +605,20 @@ async def _run_live(shed: DemoShed, clock: Clock, live: bool) -> None:
             loop.remove_signal_handler(signal.SIGINT)
 
 
-def print_urls(central: DemoCentral) -> None:
+def print_urls(demo: Demo) -> None:
     """Where a person can join the live demo (printed before the live view)."""
+    url = demo.central.url
+    logins = "\n".join(f"  {'Log in as ' + login:<19}{password}" for login, password
+                       in demo.users.items())
     print(f"""
-  Central API        {central.url}   (OpenAPI: {central.url}/docs)
-  Shed page          {central.url}/s/{SHED}
-  Socket 7 (QR)      {central.url}/s/{SHED}/7   pay there, then press 确认支付 / Pay
-  My charges         {central.url}/me   (SMS codes: {central.url}/api/v1/dev/sms)
-  Payment provider   {central.provider.url}
-  Admin token        {central.admin_token}
+  Staff board        {url}/board     (log in at {url}/login)
+  Office reports     {url}/reports
+{logins}
+  Shed page          {url}/s/{SHED}
+  Socket 7 (QR)      {url}/s/{SHED}/7   pay there, then press 确认支付 / Pay
+  My charges         {url}/me   (SMS codes: {url}/api/v1/dev/sms)
+  Central API        {url}/docs   (admin token {demo.central.admin_token})
+  Payment provider   {demo.central.provider.url}
 """, flush=True)
 
 

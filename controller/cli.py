@@ -372,6 +372,24 @@ def bench_reports(
               postgres=postgres, repeat=repeat), json_out)
 
 
+@bench_app.command("pay-start")
+def bench_pay_start(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    orders: Annotated[int, typer.Option(help="Orders paid (one per socket).")] = 20,
+    sockets: Annotated[int, typer.Option()] = 24,
+    broker: Annotated[str, typer.Option(help="Mosquitto host:port.")] = "127.0.0.1:1883",
+    workers: Annotated[int, typer.Option(help="uvicorn workers of the central API.")] = 1,
+    database_url: Annotated[
+        str | None, typer.Option(help="The API's database (default: SQLite in a temp folder).")
+    ] = None,
+) -> None:
+    """From the payment notification to the socket's relay switching on (target < 1 s)."""
+    from bench.pay_start import run
+
+    _emit(run(orders=orders, sockets=sockets, broker=broker, workers=workers,
+              database_url=database_url), json_out)
+
+
 @bench_app.command("modbus-poll")
 def bench_modbus_poll(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,

@@ -131,3 +131,19 @@ def test_cli_writes_the_result(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         ("telemetry", {"samples": 5, "broker": "127.0.0.1:1883"}),
         ("footprint", {"sockets": 3, "minutes": 0.5, "broker": "127.0.0.1:1883"}),
     ]
+
+
+@pytest.mark.broker
+@pytest.mark.usefixtures("no_leftover_processes")
+def test_pay_start_smoke(broker: str) -> None:
+    from bench.pay_start import run
+
+    r = run(orders=3, sockets=4, broker=broker)
+
+    _shape(r, "pay_start_latency",
+           "ms (worst, notification sent -> relay command at the board)")
+    d = r["details"]
+    assert d["orders"] == len(d["latencies_ms"]) == 3  # every paid socket switched on
+    assert 0 < d["min_ms"] <= d["median_ms"] <= d["max_ms"] == r["figure"]
+    assert r["baseline"] is None and r["ratio"] is None
+    assert r["met"] == (r["figure"] < 1000)

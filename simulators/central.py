@@ -31,7 +31,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from api.main import create_app
-from api.models import Order, Refund
+from api.models import DemandEvent, Order, Refund
 from api.repos import compounds, sheds
 from api.schemas.sheds import BayIn
 from api.services import accounts
@@ -231,14 +231,18 @@ class DemoCentral:
                 .where(Order.paid_fen > 0, Order.status.not_in(SETTLED))) or 0)
 
     def money(self) -> dict[str, Any]:
-        """Scan-to-pay orders only: paid = billed + refunded, to the fen."""
+        """Scan-to-pay orders only: paid = billed + refunded, to the fen; and the
+        unserved demand the API recorded, by source (scan, card)."""
         with self.app.state.ctx.sessions() as db:
             paid = list(db.scalars(select(Order).where(Order.paid_fen > 0)))
             refunds = list(db.scalars(select(Refund)))
+            demand = dict(db.execute(select(DemandEvent.source, func.count())
+                                     .group_by(DemandEvent.source)).tuples().all())
         refunded = sum(r.amount_fen for r in refunds if r.status == "success")
         at_provider = sum(r.refund_fen for r in self.provider.refunds.values()
                           if r.status == "SUCCESS")
         return {
+            "demand_recorded": demand,
             "orders_paid": len(paid),
             "paid_fen": sum(o.paid_fen for o in paid),
             "orders_billed_fen": sum(o.billed_fen or 0 for o in paid),

@@ -304,6 +304,7 @@ class DemoShed:
         port = self._free_port()
         if port is None:
             self.unserved += 1
+            await self._no_free_socket(a, now_ms)
             return
         bay = self._free_bay(port)
         occ = Occupant(a, port, bay)
@@ -344,6 +345,24 @@ class DemoShed:
             self._leave(occ, now_ms)
             return
         occ.order_no = created["out_trade_no"]
+
+    async def _no_free_socket(self, a: Arrival, now_ms: int) -> None:
+        """Every socket is taken: a card holder still taps a busy socket's reader
+        (the shed refuses it), the others scan a busy socket's QR sticker. The
+        central API counts both as unserved demand."""
+        busy = [p for p, port in self.service.core.ports.items()
+                if port.state is not SocketState.IDLE]
+        if not busy:
+            return
+        target = self.rng.choice(busy)
+        if a.pay in ("card", "plan"):
+            pool = self.card_pool if a.pay == "card" else self.plan_pool
+            self.devices.tap(target, self.rng.choice(pool), now_ms)
+            return
+        http = self.central.http
+        assert http is not None
+        http.cookies.clear()  # another person's phone
+        await http.get(f"/s/{SHED}/{target}", params={"src": "qr"})
 
     def _phone(self, a: Arrival) -> str:
         """A mainland mobile number per resident (the same person on every run)."""

@@ -347,9 +347,8 @@ def bench_footprint(
     """Resident memory and CPU of a controller for a 200-socket shed at 1 sample/s/socket."""
     from bench.footprint import run
 
-    _emit(
-        run(sockets=sockets, minutes=minutes, broker=broker, telemetry_url=telemetry), json_out
-    )
+    export = {"telemetry_url": telemetry} if telemetry else {}
+    _emit(run(sockets=sockets, minutes=minutes, broker=broker, **export), json_out)
 
 
 @bench_app.command("reports")

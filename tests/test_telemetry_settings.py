@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+import bench.footprint
+from controller.cli import app
 from controller.core.config import ConfigError
 from controller.settings import TelemetrySettings, settings_from_dict
 from tests.victoria import vm_binary
@@ -81,3 +84,17 @@ def test_the_scrape_config_for_victoria_metrics_is_valid() -> None:
         check=False,
     )
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_footprint_benchmark_takes_a_store_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def run(**kw: Any) -> dict[str, Any]:
+        calls.append(kw)
+        return {"name": "footprint"}
+
+    monkeypatch.setattr(bench.footprint, "run", run)
+    args = ["bench", "footprint", "--minutes", "0.5", "--telemetry", "http://127.0.0.1:8428"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert calls[0]["telemetry_url"] == "http://127.0.0.1:8428"

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session
 
 from api.services.events import ClosedSession
 from api.services.hooks import Hooks
 from api.services.session_closed import on_session_closed
 from tests.brokers import free_port
+from tests.prometheus_text import Samples, parse
+from tests.prometheus_text import value as prom_value
 from tests.test_api_uplink import record, session_row, socket_record
 
 if TYPE_CHECKING:
@@ -29,19 +30,11 @@ pytest_plugins = ["tests.api_db"]
 
 ROOT = Path(__file__).resolve().parents[1]
 UPLINK = "/api/v1/sheds/{shed_id}/uplink"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+    """A counter no one has counted yet is 0."""
+    return prom_value(samples, name, absent=0.0, **labels)
 
 
 async def scrape(client: httpx.AsyncClient) -> Samples:

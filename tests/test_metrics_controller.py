@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from controller import __version__
 from controller.clock import SimClock
@@ -23,23 +22,11 @@ from simulators import ebike
 from simulators.wire import Outgoing
 from tests.brokers import free_port
 from tests.core_helpers import T0
+from tests.prometheus_text import Samples, parse, value
 from tests.shed_harness import ShedHarness, harness_settings
 from tests.telemetry_shed import export_of, telemetry_shed, until
 
 CARD = "04A1B2C3"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
 
 
 @asynccontextmanager

@@ -347,7 +347,7 @@ def bench_footprint(
     """Resident memory and CPU of a controller for a 200-socket shed at 1 sample/s/socket."""
     from bench.footprint import run
 
-    export = {"telemetry_url": telemetry} if telemetry else {}
+    export: dict[str, Any] = {"telemetry_url": telemetry} if telemetry else {}
     _emit(run(sockets=sockets, minutes=minutes, broker=broker, **export), json_out)
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from bench.common import RawPublisher, publish_packet
 from controller.clock import RealClock, SimClock
-from firmware_bridge.buffered_socket import BufferedSocket
+from firmware_bridge.buffered_socket import CHUNK, BufferedSocket
 from firmware_bridge.messages import CmdAck, DeviceMessage, PortCommand, PortEvent, Telemetry
 from firmware_bridge.mqtt_adapter import CommandTracker, MqttBridge, MqttSettings
 from firmware_bridge.mqtt_codec import MqttCodec
@@ -378,6 +379,36 @@ async def test_paho_reads_through_a_buffer(broker: tuple[str, int], shed: str) -
     async with running(make_bridge(broker, shed, Collector())) as bridge:
         assert bridge._client is not None
         assert isinstance(bridge._client._client.socket(), BufferedSocket)
+
+
+@pytest.mark.broker
+@pytest.mark.usefixtures("no_tasks_left")
+async def test_a_flood_does_not_hold_the_event_loop(broker: tuple[str, int], shed: str) -> None:
+    # A wake-up handles at most one buffered read (CHUNK bytes) of packets, so under a
+    # flood the rest of the controller (the tick, the command sender) still gets turns.
+    loop = asyncio.get_running_loop()
+    handled, first_turn = 0, []
+
+    def sink(_msg: DeviceMessage) -> None:
+        nonlocal handled
+        handled += 1
+        if handled == 1:  # runs when the reader gives the event loop back
+            loop.call_soon(lambda: first_turn.append(handled))
+
+    packet = publish_packet(f"ebs/v1/{shed}/port/3/telemetry".encode(), telemetry_now())
+    per_turn = CHUNK // len(packet) + 2  # whole packets of a chunk, and one it splits
+    bridge = MqttBridge(MqttSettings(broker[0], broker[1]), MqttCodec(shed, range(1, 13)),
+                        RealClock(), sink)  # fmt: skip
+    async with running(bridge):
+        raw = RawPublisher(broker[0], broker[1], f"flood-{shed}")
+        try:
+            await asyncio.to_thread(raw.send, packet * 4000)
+            async with asyncio.timeout(10):
+                while not first_turn or handled < 4 * per_turn:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        finally:
+            raw.close()
+    assert first_turn[0] <= per_turn
 
 
 @pytest.mark.broker

@@ -236,8 +236,8 @@ class DemoCentral:
         with self.app.state.ctx.sessions() as db:
             paid = list(db.scalars(select(Order).where(Order.paid_fen > 0)))
             refunds = list(db.scalars(select(Refund)))
-            demand = dict(db.execute(select(DemandEvent.source, func.count())
-                                     .group_by(DemandEvent.source)).tuples().all())
+            demand: dict[str, int] = dict(db.execute(
+                select(DemandEvent.source, func.count()).group_by(DemandEvent.source)).all())
         refunded = sum(r.amount_fen for r in refunds if r.status == "success")
         at_provider = sum(r.refund_fen for r in self.provider.refunds.values()
                           if r.status == "SUCCESS")

@@ -181,6 +181,7 @@ class Occupant:
 
 
 WALK_IN_STAY_MS = 6 * HOUR_MS  # a bike plugged for someone paying from a browser
+SETTLED_MS = 30 * 60_000  # a bike plugged this long ago whose socket is idle is done
 
 
 @dataclass
@@ -286,6 +287,23 @@ class DemoShed:
                 if port.state is SocketState.IDLE and p not in taken]
         return self.rng.choice(free) if free else None
 
+    def _unplug_a_charged_bike(self, now_ms: int) -> int | None:
+        """No socket is free, but one holds a bike whose charge is over (its socket
+        is idle again): the newcomer unplugs it, as residents do, and its owner
+        collects it later. The socket is theirs."""
+        core = self.service.core
+        done = [o for o in self.occupants
+                if o.port is not None and core.ports[o.port].state is SocketState.IDLE
+                and now_ms - o.arrival.t_ms >= SETTLED_MS]
+        if not done:
+            return None
+        occ = self.rng.choice(done)
+        port = occ.port
+        assert port is not None
+        self.devices.unplug(port, now_ms)
+        occ.port = None
+        return port
+
     def _free_bay(self, port: int | None) -> int | None:
         taken = {o.bay for o in self.occupants}
         for number, sensor in self.bays.items():
@@ -301,7 +319,7 @@ class DemoShed:
                 self.occupants.append(Occupant(a, None, bay))
                 self.devices.set_bay(bay, True, now_ms)
             return
-        port = self._free_port()
+        port = self._free_port() or self._unplug_a_charged_bike(now_ms)
         if port is None:
             self.unserved += 1
             await self._no_free_socket(a, now_ms)
@@ -431,16 +449,20 @@ class Barrier:
     (less `offset`), every command sent was handled by a board and acknowledged.
     When that cannot happen without time moving on (a board's power is cut with
     messages in flight, a command waits for a dead board's ack timeout), the
-    barrier ends once nothing has moved for `quiet_s` of real time. Each quiet
-    exit re-calibrates `offset`: retained messages from earlier runs arrive
-    extra, messages on a cut connection never arrive.
+    barrier ends once nothing has moved for `quiet_s` of real time, or for
+    `lost_s` while messages published have not arrived or commands wait to be
+    sent (a busy machine may take longer than `quiet_s` for either). Each quiet
+    exit re-calibrates
+    `offset`: retained messages from earlier runs arrive extra, messages on a
+    cut connection never arrive.
     """
 
     def __init__(self, service: ControllerService, runner: MqttDeviceRunner,
-                 quiet_s: float = 0.05) -> None:
+                 quiet_s: float = 0.05, lost_s: float = 1.0) -> None:
         self.service = service
         self.runner = runner
         self.quiet_s = quiet_s
+        self.lost_s = lost_s
         self.offset = 0  # received minus published when everything has arrived
         bridge = service.bridge
         self.buses: list[ModbusBridge] = []
@@ -485,9 +507,13 @@ class Barrier:
             if not quiet_only and caught_up and handled >= sent and pending == 0:
                 return
             now = time.monotonic()
+            # Quick to give up only on what cannot move before the clock does: a
+            # command sent to a board that does not answer (its ack timeout).
+            dead_board = caught_up and handled < sent
+            quiet = self.quiet_s if quiet_only or dead_board else self.lost_s
             if snap != last:
                 last, still_since = snap, now
-            elif now - still_since >= self.quiet_s:
+            elif now - still_since >= quiet:
                 self.offset = received - published
                 return
             await asyncio.sleep(0 if spins < 50 else 0.0005)

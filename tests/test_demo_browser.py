@@ -6,8 +6,9 @@ boards and bikes, the central API and the payment provider simulator over
 real HTTP. A resident scans socket 7's sticker URL in headless Chromium, pays
 2 yuan on the provider's page, is sent back to the order page, watches the
 bike charge (a simulated bike is plugged in for whoever pays from a browser),
-stops from the phone and sees the receipt with the refund. Then staff and the
-community office log in with the credentials the demo prints.
+stops from the phone and sees the receipt with the refund. Then staff log in
+with the credentials the demo prints and acknowledge the alarm of a socket the
+simulator overheats, and the community office opens its report.
 
 The day starts at 02:30, when nobody arrives in the simulated shed, so the
 socket stays the test's.
@@ -116,6 +117,18 @@ async def test_scan_pay_charge_stop_refund_then_staff_and_office(
     await board.wait_for_url(f"{url}/board")
     await board.wait_for_selector(f"#tile-demo-1-{PORT}")
     assert await board.get_attribute("#tile-demo-1-1", "data-state") == "idle"
+
+    # The simulator overheats a socket 20 simulated minutes in: the alarm arrives on
+    # the board by itself; staff acknowledge it with a note, and the shed confirms.
+    alarm = board.locator("li.alarm[data-kind=overtemp]").first
+    await alarm.wait_for(timeout=90_000)
+    await alarm.locator("input[name=note]").fill("已到现场检查")
+    await alarm.locator("button").click()
+    acked = board.locator("li.alarm[data-kind=overtemp] .acked").first
+    await acked.wait_for(timeout=30_000)
+    assert "staff" in await acked.inner_text()
+    assert any(a.kind == "overtemp" and a.acked_by == "staff"
+               for a in demo.shed.service.core.alarms.values())
 
     # The community office reads its compound's report.
     office = await browser.new_context(locale="zh-CN")

@@ -220,6 +220,17 @@ def row_to_session(row: SessionRow, rules: RuleConfig) -> ChargeSession:
     return s
 
 
+def _session_upsert() -> Any:
+    stmt = sqlite_insert(SessionRow)
+    columns = [c.name for c in SessionRow.__table__.columns if c.name != "id"]
+    return stmt.on_conflict_do_update(
+        index_elements=[SessionRow.id], set_={c: stmt.excluded[c] for c in columns}
+    )
+
+
+_SESSION_UPSERT = _session_upsert()
+
+
 class EdgeStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -229,16 +240,11 @@ class EdgeStore:
         rows = [session_to_row(s, now_ms) for s in sessions]
         if not rows:
             return
-        # One upsert statement for the whole batch (a checkpoint writes every open
-        # session each minute): no read-before-write per row.
-        with self._sessions.begin() as db:
-            for i in range(0, len(rows), 500):  # bound parameters stay far below SQLite's limit
-                stmt = sqlite_insert(SessionRow).values(rows[i : i + 500])
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[SessionRow.id],
-                    set_={c: stmt.excluded[c] for c in rows[0] if c != "id"},
-                )
-                db.execute(stmt)
+        # One upsert, run for every row (a checkpoint writes every open session each
+        # minute): no read-before-write per row, and one statement compiled once,
+        # whatever the number of rows.
+        with self.engine.begin() as conn:
+            conn.execute(_SESSION_UPSERT, rows)
 
     def save_alarms(self, alarms: Iterable[Alarm]) -> None:
         with self._sessions.begin() as db:

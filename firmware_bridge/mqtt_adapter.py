@@ -63,9 +63,12 @@ log = logging.getLogger(__name__)
 
 
 class Clock(Protocol):
-    """What the bridge needs of `controller.clock` clocks: timestamps (ms since the epoch)."""
+    """What the bridge needs of `controller.clock` clocks: timestamps (ms since the
+    epoch), and sleeping until an ack is due."""
 
     def now_ms(self) -> int: ...
+
+    async def sleep(self, seconds: float) -> None: ...
 
 
 Sink = Callable[[DeviceMessage], Awaitable[None] | None]
@@ -89,7 +92,7 @@ class MqttSettings:
     max_incoming: int = 1000
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
-    tick_s: float = 0.1  # how often ack deadlines are checked
+    tick_s: float = 1.0  # the longest the sender sleeps with commands pending
     stop_grace_s: float = 5.0
 
 
@@ -173,6 +176,13 @@ class CommandTracker:
             return False
         del self._pending[ack.id]
         return True
+
+    def next_due_ms(self) -> int | None:
+        """When `poll` next has something to do without a new command: the earliest
+        ack deadline or outbox expiry; None when nothing is pending."""
+        due = [p.deadline_ms if p.deadline_ms is not None else p.created_ms + self._ttl_ms
+               for p in self._pending.values()]
+        return min(due, default=None)
 
     def requeue_inflight(self) -> None:
         """After a reconnect: acks may have been lost with the connection, send again now."""
@@ -545,8 +555,26 @@ class MqttBridge(StartStop):
                 except aiomqtt.MqttError as err:
                     # The reader sees the lost connection and reconnects; all is kept for then.
                     log.debug("MQTT publish failed: %s", err)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.tick_s)
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        """Until a new command, a reconnect or the next ack deadline (on the clock,
+        which may be simulated), whichever comes first; no wake-ups in between."""
+        due = self._tracker.next_due_ms()
+        # Status and states left over after a flush failed: retried within a tick while
+        # connected; while disconnected the reconnect wakes the sender and sends them.
+        retry_flush = self._client is not None and (self._status_due or bool(self._states_due))
+        if due is None and not retry_flush:
+            await self._wake.wait()
+            return
+        left_s = self._settings.tick_s if due is None else (due - self._clock.now_ms()) / 1000
+        waits = {asyncio.ensure_future(self._wake.wait()),
+                 asyncio.ensure_future(self._clock.sleep(min(max(left_s, 0.0),
+                                                             self._settings.tick_s)))}
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(*waits)
 
     async def _flush(self, client: aiomqtt.Client, due: list[PortCommand]) -> None:
         if self._status_due:

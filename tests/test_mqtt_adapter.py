@@ -452,6 +452,10 @@ async def test_unacked_command_is_resent_with_the_same_id(
     ):
         bridge.send_command(on(cmd_id="c-retry"))
         await sink.wait(lambda: bool(sink.of(CmdAck)))
+        for _ in range(300):  # the board's ack may come before the broker's PUBACK of the re-send
+            if bridge.counters()["commands_sent"] == 2:
+                break
+            await asyncio.sleep(0.01)
         counters = bridge.counters()
     assert [c["id"] for c in fake.commands] == ["c-retry", "c-retry"]
     assert sink.of(CmdAck) == [CmdAck(3, "c-retry", True, True)]

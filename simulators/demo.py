@@ -653,8 +653,8 @@ async def _run_live(shed: DemoShed, clock: Clock, live: bool, stop: asyncio.Even
 def print_urls(demo: Demo) -> None:
     """Where a person can join the live demo (printed before the live view)."""
     url = demo.central.url
-    logins = "\n".join(f"  {'Log in as ' + login:<19}{password}" for login, password
-                       in demo.users.items())
+    logins = "\n".join(f"  {'Log in as ' + login:<19}user {login}   password {password}"
+                       for login, password in demo.users.items())
     print(f"""
   Staff board        {url}/board     (log in at {url}/login)
   Office reports     {url}/reports

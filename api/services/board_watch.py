@@ -18,20 +18,13 @@ says why the board uses server-sent events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
 
-from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.concurrency import run_in_threadpool
 
 from api.repos import board
-
-log = logging.getLogger(__name__)
-_WATCH_KEY: Final = "ebshed.board_watch"
+from api.services.shed_watch import ShedWatch
 
 
 @dataclass(eq=False, slots=True)
@@ -47,38 +40,14 @@ class Subscription:
         return changed
 
 
-class BoardWatch:
+class BoardWatch(ShedWatch):
     def __init__(self, sessions: sessionmaker[Session], interval_s: float) -> None:
-        self._sessions = sessions
-        self._interval_s = interval_s
+        super().__init__(sessions, interval_s, board.CHANGED_KEY)
         self._subs: set[Subscription] = set()
         self._seen: dict[str, int] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.closing = False
-        sessions.configure(info={**sessions.kw.get("info", {}), _WATCH_KEY: self})
-        event.listen(sessions, "after_commit", _after_commit)
-        event.listen(sessions, "after_soft_rollback", _after_rollback)
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self.closing = False
-        self._task = asyncio.create_task(self._watch(), name="board-watch")
-
-    async def stop(self) -> None:
-        """Stop watching; every stream is woken and sees `closing`."""
-        self.closing = True
-        for sub in self._subs:
-            sub.wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
     def subscribe(self, sheds: Iterable[str]) -> Subscription:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+        self.bind_loop()
         sub = Subscription(frozenset(sheds))
         self._subs.add(sub)
         return sub
@@ -86,55 +55,24 @@ class BoardWatch:
     def unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
 
-    def notify(self, sheds: Iterable[str]) -> None:
-        """Wake the streams of `sheds` (safe from any thread)."""
-        loop, changed = self._loop, set(sheds)
-        if loop is None or loop.is_closed() or not changed:
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake(changed)
-        else:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._wake, changed)
+    def watched(self) -> set[str]:
+        return set().union(*(s.sheds for s in self._subs)) if self._subs else set()
 
-    def _wake(self, changed: set[str]) -> None:
+    def read_seqs(self, db: Session, sheds: set[str]) -> dict[str, int]:
+        return board.marks(db, sheds)
+
+    def seqs_read(self, seqs: dict[str, int]) -> None:
+        moved = {s for s, seq in seqs.items() if self._seen.get(s) != seq}
+        self._seen.update(seqs)
+        self.wake(moved)
+
+    def wake(self, sheds: set[str]) -> None:
         for sub in self._subs:
-            mine = changed & sub.sheds
+            mine = sheds & sub.sheds
             if mine:
                 sub.changed |= mine
                 sub.wake.set()
 
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            watched = set().union(*(s.sheds for s in self._subs)) if self._subs else set()
-            if not watched:
-                continue
-            try:
-                seqs = await run_in_threadpool(self._read, watched)
-            except Exception:  # a database hiccup must not end the watcher
-                log.warning("board watch: cannot read the marks", exc_info=True)
-                continue
-            moved = {s for s, seq in seqs.items() if self._seen.get(s) != seq}
-            self._seen.update(seqs)
-            self._wake(moved)
-
-    def _read(self, sheds: set[str]) -> dict[str, int]:
-        with self._sessions() as db:
-            return board.marks(db, sheds)
-
-
-def _after_commit(db: Session) -> None:
-    changed: set[str] | None = db.info.pop(board.CHANGED_KEY, None)
-    watch: Any = db.info.get(_WATCH_KEY)
-    if changed and isinstance(watch, BoardWatch):
-        watch.notify(changed)
-
-
-def _after_rollback(db: Session, _previous: Any) -> None:
-    if not db.in_transaction():
-        db.info.pop(board.CHANGED_KEY, None)
+    def release(self) -> None:
+        for sub in self._subs:
+            sub.wake.set()

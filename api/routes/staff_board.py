@@ -3,13 +3,16 @@ the audit log (docs/staff-board.md). Staff (or admins) of the shed's compound.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
+from sqlalchemy.orm import Session
 
-from api.access import PrincipalDep, require_role
+from api.access import Principal, PrincipalDep, require_role
 from api.context import AppContext
 from api.deps import CtxDep, DbDep, ShedIdPath
+from api.models import AuditEntry
 from api.repos import audit as audit_repo
 from api.schemas.board import (
     AckIn,
@@ -60,6 +63,16 @@ def list_alarms(
     return board.alarms(db, principal, shed_id=shed_id, open_only=status == "open", limit=limit)
 
 
+def _audited(
+    db: Session, action: Callable[..., AuditEntry], principal: Principal, shed_id: str,
+    target: int | str, text: str, ctx: AppContext,
+) -> ActionAnswer:  # fmt: skip
+    """Run a staff action in a transaction of its own; answer with its audit entry."""
+    with db.begin():
+        entry = action(db, principal, shed_id, target, text, now_ms=ctx.now_ms())
+        return ActionAnswer(audit=AuditView.model_validate(entry))
+
+
 @router.post("/sheds/{shed_id}/alarms/{alarm_id}/ack")
 def ack_alarm(
     shed_id: ShedIdPath, alarm_id: AlarmIdPath, body: AckIn,
@@ -67,11 +80,8 @@ def ack_alarm(
 ) -> ActionAnswer:  # fmt: skip
     """Acknowledge with a note: a shed's alarm through the shed (pending until it
     answers), an alarm of the API's own at once."""
-    with db.begin():
-        entry = staff_actions.acknowledge_alarm(
-            db, principal, shed_id, alarm_id, body.note, now_ms=ctx.now_ms()
-        )
-        return ActionAnswer(audit=AuditView.model_validate(entry))
+    return _audited(db, staff_actions.acknowledge_alarm, principal, shed_id, alarm_id,
+                    body.note, ctx)
 
 
 @router.post("/sheds/{shed_id}/sockets/{port}/stop")
@@ -80,10 +90,7 @@ def stop(
     principal: PrincipalDep, db: DbDep, ctx: CtxDep,
 ) -> ActionAnswer:  # fmt: skip
     """Remote stop of the socket's session."""
-    with db.begin():
-        entry = staff_actions.stop_socket(db, principal, shed_id, port, body.note,
-                                          now_ms=ctx.now_ms())  # fmt: skip
-        return ActionAnswer(audit=AuditView.model_validate(entry))
+    return _audited(db, staff_actions.stop_socket, principal, shed_id, port, body.note, ctx)
 
 
 @router.post("/sheds/{shed_id}/sockets/{port}/disable")
@@ -92,10 +99,7 @@ def disable(
     principal: PrincipalDep, db: DbDep, ctx: CtxDep,
 ) -> ActionAnswer:  # fmt: skip
     """Take the socket out of service (a running session is stopped first)."""
-    with db.begin():
-        entry = staff_actions.disable_socket(db, principal, shed_id, port, body.reason,
-                                             now_ms=ctx.now_ms())  # fmt: skip
-        return ActionAnswer(audit=AuditView.model_validate(entry))
+    return _audited(db, staff_actions.disable_socket, principal, shed_id, port, body.reason, ctx)
 
 
 @router.post("/sheds/{shed_id}/sockets/{port}/enable")
@@ -104,10 +108,7 @@ def enable(
     principal: PrincipalDep, db: DbDep, ctx: CtxDep,
 ) -> ActionAnswer:  # fmt: skip
     """Put a disabled socket back in service."""
-    with db.begin():
-        entry = staff_actions.enable_socket(db, principal, shed_id, port, body.note,
-                                            now_ms=ctx.now_ms())  # fmt: skip
-        return ActionAnswer(audit=AuditView.model_validate(entry))
+    return _audited(db, staff_actions.enable_socket, principal, shed_id, port, body.note, ctx)
 
 
 @router.get("/audit")

@@ -54,6 +54,31 @@ def _fen(text: str) -> int | None:
     return int(value) if value == value.to_integral_value() and value >= 0 else None
 
 
+def _compound_page(
+    request: Request, lang: str | None, compound: str | None
+) -> tuple[Lang, Principal, list[tuple[str, str]], str | None] | Response:
+    """A page about one of the user's compounds: the language, the staff user (or
+    the login page), the compounds to choose from and the one chosen."""
+    lg = pick_lang(lang)
+    principal = _staff_or_page(request, lg)
+    if isinstance(principal, Response):
+        return principal
+    choices = _compounds(request, principal)
+    return lg, principal, choices, _pick(choices, compound)
+
+
+async def _staff_post(
+    request: Request, lang: str | None
+) -> tuple[dict[str, str], Lang, Principal] | Response:
+    """A form posted by a staff user: the form, its language and the user, or the login."""
+    form = await _form(request)
+    lg = pick_lang(form.get("lang") or lang)
+    principal = staff_principal(request)
+    if principal is None:
+        return to_login(request, lg)
+    return form, lg, principal
+
+
 @router.get("/board/alarms")
 def alarm_history(request: Request, lang: LangQuery = None) -> Response:
     lg = pick_lang(lang)
@@ -94,12 +119,10 @@ def tariff_page(
     request: Request, lang: LangQuery = None, compound: CompoundQuery = None,
     notice: NoticeQuery = None,
 ) -> Response:  # fmt: skip
-    lg = pick_lang(lang)
-    principal = _staff_or_page(request, lg)
-    if isinstance(principal, Response):
-        return principal
-    choices = _compounds(request, principal)
-    chosen = _pick(choices, compound)
+    page = _compound_page(request, lang, compound)
+    if isinstance(page, Response):
+        return page
+    lg, principal, choices, chosen = page
     body: dict[str, Any] | None = None
     if chosen is not None:
         with ctx_of(request).sessions() as db:
@@ -114,11 +137,10 @@ def tariff_page(
 
 @router.post("/board/tariff")
 async def tariff_publish(request: Request, lang: LangQuery = None) -> Response:
-    form = await _form(request)
-    lg = pick_lang(form.get("lang") or lang)
-    principal = staff_principal(request)
-    if principal is None:
-        return to_login(request, lg)
+    posted = await _staff_post(request, lang)
+    if isinstance(posted, Response):
+        return posted
+    form, lg, principal = posted
     compound = form.get("compound", "")
     back = f"/board/tariff?compound={compound}"
     try:
@@ -145,12 +167,10 @@ def cards_page(
     request: Request, lang: LangQuery = None, compound: CompoundQuery = None,
     notice: NoticeQuery = None,
 ) -> Response:  # fmt: skip
-    lg = pick_lang(lang)
-    principal = _staff_or_page(request, lg)
-    if isinstance(principal, Response):
-        return principal
-    choices = _compounds(request, principal)
-    chosen = _pick(choices, compound)
+    page = _compound_page(request, lang, compound)
+    if isinstance(page, Response):
+        return page
+    lg, principal, choices, chosen = page
     cards, sheds = [], []
     if chosen is not None:
         with ctx_of(request).sessions() as db:
@@ -163,11 +183,10 @@ def cards_page(
 
 @router.post("/board/cards")
 async def card_save(request: Request, lang: LangQuery = None) -> Response:
-    form = await _form(request)
-    lg = pick_lang(form.get("lang") or lang)
-    principal = staff_principal(request)
-    if principal is None:
-        return to_login(request, lg)
+    posted = await _staff_post(request, lang)
+    if isinstance(posted, Response):
+        return posted
+    form, lg, principal = posted
     compound = form.get("compound", "")
     back = f"/board/cards?compound={compound}"
     top_up = _fen(form.get("top_up", ""))
@@ -211,11 +230,10 @@ def refunds_page(request: Request, lang: LangQuery = None, notice: NoticeQuery =
 
 @router.post("/board/refunds")
 async def refund_submit(request: Request, lang: LangQuery = None) -> Response:
-    form = await _form(request)
-    lg = pick_lang(form.get("lang") or lang)
-    principal = staff_principal(request)
-    if principal is None:
-        return to_login(request, lg)
+    posted = await _staff_post(request, lang)
+    if isinstance(posted, Response):
+        return posted
+    form, lg, principal = posted
     amount = _fen(form.get("amount", "")) if form.get("amount") else None
     note = form.get("note", "")[:512]
     if not note:

@@ -27,6 +27,10 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(user_app, name="user")
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8181"
+ApiDatabaseUrl = Annotated[
+    str | None,
+    typer.Option(envvar="EBSHED_API_DATABASE_URL", help="The central API's database."),
+]
 
 
 def _logging(verbose: bool) -> None:
@@ -262,10 +266,7 @@ def report(
     rebuild: Annotated[
         bool, typer.Option(help="First refill the compound's rollups from its raw records.")
     ] = False,
-    database_url: Annotated[
-        str | None,
-        typer.Option(envvar="EBSHED_API_DATABASE_URL", help="The central API's database."),
-    ] = None,
+    database_url: ApiDatabaseUrl = None,
 ) -> None:
     """The monthly community office report of a compound (docs/reports.md)."""
     from api.reports.cli import ReportFailed, monthly_report
@@ -297,10 +298,7 @@ def user_add(
     password_stdin: Annotated[
         bool, typer.Option(help="Read the password from standard input (scripts).")
     ] = False,
-    database_url: Annotated[
-        str | None,
-        typer.Option(envvar="EBSHED_API_DATABASE_URL", help="The central API's database."),
-    ] = None,
+    database_url: ApiDatabaseUrl = None,
 ) -> None:
     """Add a user with a password, e.g. the first admin: `ebshed user add admin`."""
     import time

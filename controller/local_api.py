@@ -13,9 +13,10 @@ from fastapi import FastAPI, HTTPException, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from controller.core.model import Authorization, Refusal, Session
+from controller.core.model import Authorization, Refusal
 from controller.metrics import ControllerMetrics
 from controller.service import ControllerService
+from controller.uplink_records import session_data
 
 
 class StartRequest(BaseModel):
@@ -36,30 +37,6 @@ class DisableRequest(BaseModel):
 class AckRequest(BaseModel):
     by: str = Field(min_length=1, max_length=64)
     note: str = Field("", max_length=512)
-
-
-def session_view(s: Session) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "port": s.port,
-        "auth": {
-            "kind": s.auth.kind,
-            "ref": s.auth.ref,
-            "prepaid_fen": s.auth.prepaid_fen,
-            "mode": s.auth.mode,
-        },
-        "started_ms": s.started_ms,
-        "stop_ms": s.stop_ms,
-        "ended_ms": s.ended_ms,
-        "end_reason": s.end_reason,
-        "energy_wh": s.energy_wh,
-        "first_wh": s.first_wh,
-        "last_wh": s.last_wh,
-        "w": s.w,
-        "billed_fen": s.charged_fen,
-        "refund_fen": s.refund_fen,
-        "flags": sorted(s.flags),
-    }
 
 
 def _refused(refusal: Refusal, status: int = 409) -> HTTPException:
@@ -129,7 +106,7 @@ def make_app(service: ControllerService) -> FastAPI:
         )
         if isinstance(result, Refusal):
             raise _refused(result)
-        return session_view(result)
+        return session_data(result)
 
     @app.post("/ports/{port}/stop")
     def stop(port: int, req: StopRequest | None = None) -> dict[str, Any]:
@@ -174,9 +151,9 @@ def make_app(service: ControllerService) -> FastAPI:
 
     @app.get("/sessions")
     def sessions(open_only: bool = False) -> list[dict[str, Any]]:
-        live = [session_view(s) for s in core.open_sessions()]
+        live = [session_data(s) for s in core.open_sessions()]
         if open_only:
             return live
-        return [session_view(s) for s in service.closed] + live
+        return [session_data(s) for s in service.closed] + live
 
     return app

@@ -55,9 +55,8 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from firmware_bridge.messages import CmdAck, DeviceMessage, PortCommand, Telemetry
 from firmware_bridge.modbus_board import BoardTracker
@@ -87,25 +86,13 @@ from firmware_bridge.modbus_registers import (
 )
 from firmware_bridge.modbus_settings import ModbusBusSettings
 from firmware_bridge.modbus_timing import sleep_until
-from firmware_bridge.tasks import StartStop, cancel_and_wait
+from firmware_bridge.tasks import Clock, Sink, StartStop, cancel_and_wait
 
 __all__ = ["CycleStats", "ModbusBridge", "ModbusBusSettings", "ModbusConfigError", "Sink"]
 
 log = logging.getLogger(__name__)
 
 _FRAME_MARGIN_S = 0.05  # USB adapters deliver in bursts; allowed on top of 1.5 x a frame's time
-
-
-class Clock(Protocol):
-    """What the bridge needs of `controller.clock` clocks."""
-
-    def now_ms(self) -> int: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-Sink = Callable[[DeviceMessage], Awaitable[None] | None]
-"""Receives every port message and command result. May be sync or async."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,9 +41,9 @@ import contextlib
 import inspect
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import aiomqtt
 
@@ -57,22 +57,9 @@ from firmware_bridge.mqtt_codec import (
     encode_controller_status,
     encode_port_state,
 )
-from firmware_bridge.tasks import StartStop, cancel_and_wait
+from firmware_bridge.tasks import Clock, Sink, StartStop, cancel_and_wait
 
 log = logging.getLogger(__name__)
-
-
-class Clock(Protocol):
-    """What the bridge needs of `controller.clock` clocks: timestamps (ms since the
-    epoch), and sleeping until an ack is due."""
-
-    def now_ms(self) -> int: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-Sink = Callable[[DeviceMessage], Awaitable[None] | None]
-"""Receives every valid device message, and failed command results. May be sync or async."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,29 @@
-"""Small asyncio helpers shared by the bridges."""
+"""What the bridges share: the clock and sink they are given, small asyncio helpers."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
+
+from firmware_bridge.messages import DeviceMessage
 
 log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    """What a bridge needs of `controller.clock` clocks: timestamps (ms since the
+    epoch), and sleeping (simulated time in tests and the demo)."""
+
+    def now_ms(self) -> int: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+Sink = Callable[[DeviceMessage], Awaitable[None] | None]
+"""Receives every valid device message, and failed command results. May be sync or async."""
 
 
 async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:

@@ -64,6 +64,16 @@ def _wait_port(port: int, up: bool, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+def end_process(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Terminate a server the tests started; kill it if it does not end in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class PrivateMosquitto:
     """A Mosquitto of our own on a free port, with persistence, that a test can stop and restart.
 
@@ -102,12 +112,7 @@ class PrivateMosquitto:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc, 5)
         _wait_port(self.port, up=False)
 
     def __enter__(self) -> PrivateMosquitto:

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.brokers import free_port
+from tests.brokers import end_process, free_port
 
 VM_PATHS = ("/usr/bin/victoria-metrics",)
 
@@ -87,12 +87,7 @@ class VictoriaMetrics:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc, 10)
         if proc.stderr is not None:
             proc.stderr.close()
 

@@ -38,6 +38,7 @@ MAX_TRACKED_COMMANDS = 4096  # sent, not acked yet; the oldest are forgotten pas
 DROP_COUNTERS = {
     "incoming_overflow": "incoming_queue_full",
     "unexpected_ack": "unexpected_ack",
+    "duplicate_ack": "duplicate_ack",
     "sink_errors": "sink_error",
 }
 BRIDGE_GAUGES = frozenset(("pending_commands", "boards_online", "last_cycle_ms", "dropped"))

@@ -26,9 +26,11 @@ their own trips; `lease_expired` shows again in the next telemetry).
 Commands are never lost silently. `send_command` puts the command in an
 outbox and returns. While connected the sender publishes it at QoS 1; the
 board's `cmd/ack` with the same id (and port) resolves it, and the sink gets
-that ack. An ack whose id is not pending is counted as `unexpected_ack` and not
-delivered. An unacked command is re-sent with the same id (boards dedupe)
-after `ack_timeout_s`, and on every reconnect; after `max_attempts` sends, or
+that ack. A second ack of a command already answered (a board acks every send
+of a re-sent id) is counted as `duplicate_ack`; an ack whose id was never
+pending (or answered long ago) as `unexpected_ack`; neither is delivered. An
+unacked command is re-sent with the same id (boards dedupe) after
+`ack_timeout_s`, and on every reconnect; after `max_attempts` sends, or
 if it is still unsent `outbox_ttl_s` after `send_command`, the sink gets
 `CmdAck(ok=False, relay=False, error="timeout" | "not_sent" | "outbox_full")`;
 `relay` means nothing in such a result.
@@ -41,6 +43,7 @@ import contextlib
 import inspect
 import logging
 import socket
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +63,7 @@ from firmware_bridge.mqtt_codec import (
 from firmware_bridge.tasks import Clock, Sink, StartStop, cancel_and_wait
 
 log = logging.getLogger(__name__)
+ANSWERED_KEPT = 1024  # ids of answered commands remembered, to tell a repeated ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,7 @@ class CommandTracker:
         self._max_pending = max_pending
         self._pending: dict[str, _Pending] = {}  # insertion order = send order
         self._failed: list[CmdAck] = []
+        self._answered: OrderedDict[str, int] = OrderedDict()  # id -> port, the newest
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -162,7 +167,14 @@ class CommandTracker:
         if p is None or p.cmd.port != ack.port:
             return False
         del self._pending[ack.id]
+        self._answered[ack.id] = ack.port
+        if len(self._answered) > ANSWERED_KEPT:
+            self._answered.popitem(last=False)
         return True
+
+    def answered(self, ack: CmdAck) -> bool:
+        """True if `ack` repeats the answer to a command resolved lately (same id and port)."""
+        return self._answered.get(ack.id) == ack.port
 
     def next_due_ms(self) -> int | None:
         """When `poll` next has something to do without a new command: the earliest
@@ -256,6 +268,7 @@ class MqttBridge(StartStop):
                 "received",
                 "delivered",
                 "unexpected_ack",
+                "duplicate_ack",
                 "incoming_overflow",
                 "sink_errors",
                 "commands_sent",
@@ -382,6 +395,10 @@ class MqttBridge(StartStop):
             return None
         if isinstance(msg, CmdAck):
             if not self._tracker.resolve(msg):
+                if self._tracker.answered(msg):
+                    self._counts["duplicate_ack"] += 1
+                    log.debug("duplicate cmd/ack on %r: id %r was answered", topic, msg.id)
+                    return None
                 self._counts["unexpected_ack"] += 1
                 if self._drops.should_log(topic, now):
                     log.warning("unexpected cmd/ack on %r: id %r is not pending", topic, msg.id)

@@ -20,7 +20,7 @@ from bench.common import RawPublisher, publish_packet
 from controller.clock import RealClock, SimClock
 from firmware_bridge.buffered_socket import CHUNK, BufferedSocket
 from firmware_bridge.messages import CmdAck, DeviceMessage, PortCommand, PortEvent, Telemetry
-from firmware_bridge.mqtt_adapter import CommandTracker, MqttBridge, MqttSettings
+from firmware_bridge.mqtt_adapter import ANSWERED_KEPT, CommandTracker, MqttBridge, MqttSettings
 from firmware_bridge.mqtt_codec import MqttCodec
 from tests.brokers import PrivateMosquitto, TcpProxy, mqtt_broker_address
 
@@ -54,8 +54,21 @@ def test_tracker_send_ack() -> None:
     assert t.poll(T0 + 999) == ([], [])  # waiting for the ack
     assert t.resolve(CmdAck(4, "c1", True, True)) is False  # same id, other port
     assert t.resolve(CmdAck(3, "c1", True, True)) is True
-    assert t.resolve(CmdAck(3, "c1", True, True)) is False  # a second ack is unexpected
+    assert t.resolve(CmdAck(3, "c1", True, True)) is False  # a second ack resolves nothing
+    assert t.answered(CmdAck(3, "c1", True, True))  # ... and is known as a repeat
+    assert not t.answered(CmdAck(4, "c1", True, True))
+    assert not t.answered(CmdAck(3, "c2", True, True))
     assert len(t) == 0
+
+
+def test_tracker_remembers_a_bounded_number_of_answers() -> None:
+    t = tracker(max_pending=ANSWERED_KEPT + 1)
+    for i in range(ANSWERED_KEPT + 1):
+        t.add(on(cmd_id=f"c{i}"), T0)
+        t.resolve(CmdAck(3, f"c{i}", True, True))
+    assert not t.answered(CmdAck(3, "c0", True, True))  # the oldest is forgotten
+    assert t.answered(CmdAck(3, "c1", True, True))
+    assert t.answered(CmdAck(3, f"c{ANSWERED_KEPT}", True, True))
 
 
 def test_tracker_retries_with_same_id_then_fails() -> None:
@@ -258,15 +271,20 @@ async def test_handle_message_counts_drops_and_unexpected_acks() -> None:
     await bridge.handle_message(
         "ebs/v1/demo-1/port/3/cmd/ack", b'{"id":"c1","ok":true,"relay":true}'
     )
+    # The board acks a re-send of c1 too: a repeat, not delivered again.
+    await bridge.handle_message(
+        "ebs/v1/demo-1/port/3/cmd/ack", b'{"id":"c1","ok":true,"relay":true}'
+    )
     await bridge.handle_message("ebs/v1/demo-1/port/3/telemetry", TELEMETRY % T0)
     assert sink.messages == [CmdAck(3, "c1", True, True), sink.of(Telemetry)[0]]
     counters = bridge.counters()
-    assert counters["received"] == 6
+    assert counters["received"] == 7
     assert counters["delivered"] == 2
     assert counters["dropped"] == 2
     assert counters["dropped.not_json"] == 1
     assert counters["dropped.missing_field"] == 1
     assert counters["unexpected_ack"] == 2
+    assert counters["duplicate_ack"] == 1
     assert counters["commands_acked"] == 1
     assert counters["pending_commands"] == 0
     with pytest.raises(ValueError, match="lease_s"):

@@ -178,6 +178,7 @@ class Occupant:
     bay: int | None
     session_id: str | None = None
     order_no: str | None = None  # paid by scan-to-pay
+    card: str | None = None  # the card (or plan card) tapped to start
 
 
 WALK_IN_STAY_MS = 6 * HOUR_MS  # a bike plugged for someone paying from a browser
@@ -258,7 +259,7 @@ class DemoShed:
         for occ in list(self.occupants):
             a = occ.arrival
             if a.stop_early_ms is not None and a.stop_early_ms <= now_ms and occ.port:
-                await self._stop_early(occ)
+                await self._stop_early(occ, now_ms)
             if a.leave_ms <= now_ms:
                 self._leave(occ, now_ms)
         self._staff(now_ms)
@@ -332,7 +333,8 @@ class DemoShed:
             self.devices.set_bay(bay, True, now_ms)
         if a.pay in ("card", "plan"):
             pool = self.card_pool if a.pay == "card" else self.plan_pool
-            self.devices.tap(port, self.rng.choice(pool), now_ms)
+            occ.card = self.rng.choice(pool)
+            self.devices.tap(port, occ.card, now_ms)
         else:
             await self._scan_and_pay(occ, now_ms)
 
@@ -402,7 +404,7 @@ class DemoShed:
             return ebike.lithium(self.rng, soc=a.soc, bike_id=a.id)
         return ebike.lead_acid(self.rng, soc=a.soc, bike_id=a.id)
 
-    async def _stop_early(self, occ: Occupant) -> None:
+    async def _stop_early(self, occ: Occupant, now_ms: int) -> None:
         """Stop from the phone (scan-to-pay) or tap the card again."""
         assert occ.port is not None
         occ.arrival = dataclasses.replace(occ.arrival, stop_early_ms=None)
@@ -414,10 +416,10 @@ class DemoShed:
                 log.info("stop of %s: %s", occ.order_no, stop.text)
             return
         port = self.service.core.ports[occ.port]
-        if port.session is not None and port.state in (SocketState.CHARGING,
-                                                        SocketState.FLOATING,
-                                                        SocketState.AUTHORIZED):
-            self.service.stop_session(occ.port, "resident_stop")
+        running = port.session is not None and port.state in (
+            SocketState.CHARGING, SocketState.FLOATING, SocketState.AUTHORIZED)
+        if running and occ.card is not None:  # the same card on the reader stops it
+            self.devices.tap(occ.port, occ.card, now_ms)
 
     def _leave(self, occ: Occupant, now_ms: int) -> None:
         self.occupants.remove(occ)

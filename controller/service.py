@@ -133,8 +133,12 @@ class ControllerService:
         self.apply(actions)
         return result
 
-    def stop_session(self, port: int, reason: str = "operator") -> Refusal | None:
-        refusal, actions = self.core.stop(port, reason, self.clock.now_ms())
+    def stop_session(
+        self, port: int, reason: str = "operator", *,
+        session_id: str | None = None, auth_ref: str | None = None,
+    ) -> Refusal | None:  # fmt: skip
+        refusal, actions = self.core.stop(port, reason, self.clock.now_ms(),
+                                          session_id=session_id, auth_ref=auth_ref)  # fmt: skip
         self.apply(actions)
         return refusal
 

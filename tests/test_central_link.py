@@ -168,3 +168,44 @@ async def test_a_command_from_the_api_starts_a_session_and_reports_back(
     assert body["result_ok"] is True, body
     session = service.core.ports[4].session
     assert body["result_data"] == {"session_id": session.id}
+
+
+async def test_a_stop_for_an_order_leaves_another_residents_session_alone(
+    tmp_path: Path, central: tuple[Central, str, str]
+) -> None:
+    _, url, token = central
+    service, _ = edge(tmp_path, url, token)
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    async with httpx.AsyncClient(base_url=url, headers=admin) as http:
+        start = {"port": 4, "order_no": "EBS20261122A0008", "prepaid_fen": 300,
+                 "mode": "until_full"}
+        ids = []
+        for kind, data in (("start_session", start),
+                           ("stop_session", {"port": 4, "reason": "resident",
+                                             "order_no": "EBS20261122A0001"}),
+                           ("stop_session", {"port": 4, "reason": "staff",
+                                             "session_id": "s-gone"})):
+            r = await http.post(f"/api/v1/admin/sheds/{SHED}/commands",
+                                json={"kind": kind, "data": data})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+    async with httpx.AsyncClient(base_url=url,
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        assert await CommandPoller(service, client, service.clock).poll_once(wait_s=1) == 3
+    session = service.core.ports[4].session
+    assert session is not None and session.stop_ms is None  # still running
+    async with httpx.AsyncClient(base_url=url, headers=admin) as http:
+        for cmd_id in ids[1:]:
+            body = (await http.get(f"/api/v1/admin/sheds/{SHED}/commands/{cmd_id}")).json()
+            assert body["result_ok"] is False and body["result_code"] == "session_changed", body
+        r = await http.post(f"/api/v1/admin/sheds/{SHED}/commands", json={
+            "kind": "stop_session",
+            "data": {"port": 4, "reason": "resident", "order_no": "EBS20261122A0008"}})
+        last = r.json()["id"]
+    async with httpx.AsyncClient(base_url=url,
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        assert await CommandPoller(service, client, service.clock).poll_once(wait_s=1) == 1
+    assert session.stop_ms is not None and session.end_reason == "resident"
+    async with httpx.AsyncClient(base_url=url, headers=admin) as http:
+        body = (await http.get(f"/api/v1/admin/sheds/{SHED}/commands/{last}")).json()
+    assert body["result_ok"] is True, body

@@ -305,6 +305,23 @@ def test_disable_stops_the_session_then_takes_the_socket_out() -> None:
     assert rig.core.ports[1].state is S.IDLE
 
 
+def test_a_stop_for_one_session_does_not_end_the_next_one() -> None:
+    """A stop asked for one session and delivered late (the shed was offline)
+    finds another resident's session on the socket: refused, nothing moves."""
+    rig = make_rig()
+    session = rig.authorize(1, ORDER)
+    rig.run(60, {1: 200.0, 2: 0, 3: 0, 4: 0})
+    for kw in ({"session_id": "s-other"}, {"auth_ref": "order-9"}):
+        refusal, actions = rig.core.stop(1, "staff", rig.now, **kw)
+        assert refusal is not None and refusal.code == "session_changed"
+        assert actions == []
+        assert session.stop_ms is None and rig.core.ports[1].state is S.CHARGING
+    refusal, actions = rig.core.stop(1, "resident", rig.now, auth_ref="order-1")
+    rig._record(actions)
+    assert refusal is None and session.end_reason == "resident"
+    assert any(isinstance(a, SendCommand) and a.cmd.op == "off" for a in actions)
+
+
 def test_register_wrap_is_metered_across_zero() -> None:
     rig = make_rig()
     rig.wh[1] = U32 - 50.0

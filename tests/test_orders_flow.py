@@ -61,7 +61,7 @@ async def test_pay_charge_stop_and_the_unused_money_goes_back(db_url: str) -> No
         command = await shed.next_command()
         assert (command["kind"], command["data"]) == (
             "stop_session",
-            {"port": 1, "reason": "resident"},
+            {"port": 1, "reason": "resident", "order_no": no},
         )
         await shed.answer(command, True)
         closed = await run.close("resident")
@@ -141,7 +141,7 @@ async def test_no_start_result_within_30_s_refunds_everything(db_url: str) -> No
         late = await shed.next_command()
         assert (late["kind"], late["data"]) == (
             "stop_session",
-            {"port": 3, "reason": "order_refunded"},
+            {"port": 3, "reason": "order_refunded", "order_no": no},
         )
         view = await env.money_conserved(no)
         assert view["receipt"]["billed_fen"] == 0

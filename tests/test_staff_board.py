@@ -137,6 +137,8 @@ async def test_the_board_merges_records_and_snapshots(api: Api) -> None:
 async def test_socket_actions_send_commands_and_are_audited(api: Api) -> None:
     s = await shed(api)
     staff = await api.user("staff", "demo", login="zhang")
+    await s.record("socket", "1", {"port": 1, "state": "charging", "since": api.clock.now,
+                                   "session": "s-17"})  # fmt: skip
     url = f"/api/v1/staff/sheds/{s.id}/sockets"
     stop = await api.client.post(f"{url}/1/stop", json={"note": "居民电话要求"}, headers=staff)
     disable = await api.client.post(f"{url}/2/disable", json={"reason": "插座松动"},
@@ -147,7 +149,8 @@ async def test_socket_actions_send_commands_and_are_audited(api: Api) -> None:
         assert answer.json()["audit"]["result"] == "pending"
     commands = await s.commands()
     assert [(c["kind"], c["data"]) for c in commands] == [
-        ("stop_session", {"port": 1, "reason": "staff"}),
+        # the session staff saw: a stop that arrives late must not end the next one
+        ("stop_session", {"port": 1, "reason": "staff", "session_id": "s-17"}),
         ("disable", {"port": 2, "reason": "插座松动"}),
         ("enable", {"port": 3, "reason": ""}),
     ]

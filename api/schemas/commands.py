@@ -34,8 +34,13 @@ class StartSessionData(_Strict):
 
 
 class StopSessionData(_Strict):
+    """Stop the socket's session; with `session_id` or `order_no`, only that one
+    (the shed answers `session_changed` if another runs there by then)."""
+
     port: Port
     reason: Annotated[str, bounded(32, min_length=1)] = "staff"
+    session_id: Ref | None = None
+    order_no: Ref | None = None
 
 
 class PortReasonData(_Strict):

@@ -48,7 +48,8 @@ def command_data(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise Invalid(f"{kind}: {where}: {first['msg']}", code="bad_command") from err
-    return parsed.model_dump(mode="json")
+    # A top-level field left out stays out (stop_session's optional selectors).
+    return {k: v for k, v in parsed.model_dump(mode="json").items() if v is not None}
 
 
 def enqueue_command(

@@ -268,7 +268,7 @@ def stop_order(db: Session, out_trade_no: str, *, now_ms: int) -> Command:
         db,
         order.shed_id,
         "stop_session",
-        {"port": order.port, "reason": "resident"},
+        {"port": order.port, "reason": "resident", "order_no": order.out_trade_no},
         now_ms=now_ms,
         command_id=first_id if first is None else new_command_id(),
     )

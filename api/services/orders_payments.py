@@ -314,7 +314,7 @@ def _apply_start_result(db: Session, order: Order, now_ms: int) -> None:
             db,
             order.shed_id,
             "stop_session",
-            {"port": order.port, "reason": "order_refunded"},
+            {"port": order.port, "reason": "order_refunded", "order_no": order.out_trade_no},
             now_ms=now_ms,
         )
 

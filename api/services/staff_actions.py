@@ -55,7 +55,10 @@ def stop_socket(
     db: Session, principal: Principal, shed_id: str, port: int, note: str, *, now_ms: int
 ) -> AuditEntry:
     shed = _socket_shed(db, principal, shed_id, port)
-    data = {"port": port, "reason": "staff"}
+    data: dict[str, Any] = {"port": port, "reason": "staff"}
+    socket = socket_repo.get_socket(db, shed_id, port)
+    if socket is not None and socket.session_id is not None:
+        data["session_id"] = socket.session_id  # the session staff saw, not a later one
     return _send(db, principal, shed, "stop_session", data, action="stop",
                  target=f"port {port}", note=note, now_ms=now_ms)  # fmt: skip
 

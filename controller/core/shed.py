@@ -211,10 +211,22 @@ class ShedCore:
         self._command(p, "on", now_ms, actions)
         return session, actions
 
-    def stop(self, port: int, reason: str, now_ms: int) -> tuple[Refusal | None, list[Action]]:
+    def stop(
+        self, port: int, reason: str, now_ms: int, *,
+        session_id: str | None = None, auth_ref: str | None = None,
+    ) -> tuple[Refusal | None, list[Action]]:  # fmt: skip
+        """End the socket's session. With `session_id` or `auth_ref` (an order number,
+        a card), only that session: a stop asked for one session, delivered late (the
+        shed was offline), must not end the next resident's."""
         p = self.ports.get(port)
         if p is None or p.session is None or p.state not in SESSION_STATES:
             return Refusal("no_session", f"no running session on socket {port}"), []
+        s = p.session
+        if (session_id is not None and s.id != session_id) or (
+            auth_ref is not None and s.auth.ref != auth_ref
+        ):
+            return Refusal("session_changed",
+                           f"the session on socket {port} is not the one to stop"), []  # fmt: skip
         actions: list[Action] = []
         self._end(p, reason, now_ms, actions)
         return None, actions

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -143,69 +144,76 @@ async def test_outage_is_buffered_and_drained_exactly_once(
     assert len(rows) == 3
 
 
-async def test_a_command_from_the_api_starts_a_session_and_reports_back(
-    tmp_path: Path, central: tuple[Central, str, str]
-) -> None:
+class Commands:
+    """Commands sent as the admin, carried out by the edge's poller, then read back."""
+
+    def __init__(self, service: ControllerService, url: str, token: str) -> None:
+        self.service, self.url, self.token = service, url, token
+        self.admin = {"Authorization": f"Bearer {ADMIN}"}
+
+    async def send(self, kind: str, data: dict[str, Any]) -> str:
+        async with httpx.AsyncClient(base_url=self.url, headers=self.admin) as http:
+            r = await http.post(f"/api/v1/admin/sheds/{SHED}/commands",
+                                json={"kind": kind, "data": data})  # fmt: skip
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+    async def poll(self) -> int:
+        async with httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}
+        ) as client:
+            return await CommandPoller(self.service, client, self.service.clock).poll_once(
+                wait_s=1
+            )
+
+    async def status(self, cmd_id: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=self.url, headers=self.admin) as http:
+            r = await http.get(f"/api/v1/admin/sheds/{SHED}/commands/{cmd_id}")
+        body: dict[str, Any] = r.json()
+        return body
+
+
+START = {"port": 4, "order_no": "EBS20261122A0007", "prepaid_fen": 300, "mode": "until_full"}
+
+
+@pytest.fixture
+def commands(tmp_path: Path, central: tuple[Central, str, str]) -> Commands:
     _, url, token = central
     service, _ = edge(tmp_path, url, token)
-    admin = {"Authorization": f"Bearer {ADMIN}"}
-    async with httpx.AsyncClient(base_url=url, headers=admin) as http:
-        r = await http.post(f"/api/v1/admin/sheds/{SHED}/commands", json={
-            "kind": "start_session",
-            "data": {"port": 4, "order_no": "EBS20261122A0007", "prepaid_fen": 300,
-                     "mode": "until_full"}})
-        assert r.status_code == 201, r.text
-        cmd_id = r.json()["id"]
-    async with httpx.AsyncClient(base_url=url,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
-        poller = CommandPoller(service, client, service.clock)
-        assert await poller.poll_once(wait_s=1) == 1
-        assert await poller.poll_once(wait_s=1) == 0  # the cursor moved on
-    assert service.core.ports[4].session is not None
-    async with httpx.AsyncClient(base_url=url, headers=admin) as http:
-        r = await http.get(f"/api/v1/admin/sheds/{SHED}/commands/{cmd_id}")
-        body = r.json()
-    assert body["result_ok"] is True, body
+    return Commands(service, url, token)
+
+
+async def test_a_command_from_the_api_starts_a_session_and_reports_back(commands: Commands) -> None:
+    service = commands.service
+    cmd_id = await commands.send("start_session", START)
+    assert await commands.poll() == 1
+    assert await commands.poll() == 0  # the cursor moved on
     session = service.core.ports[4].session
+    assert session is not None
+    body = await commands.status(cmd_id)
+    assert body["result_ok"] is True, body
     assert body["result_data"] == {"session_id": session.id}
 
 
 async def test_a_stop_for_an_order_leaves_another_residents_session_alone(
-    tmp_path: Path, central: tuple[Central, str, str]
+    commands: Commands,
 ) -> None:
-    _, url, token = central
-    service, _ = edge(tmp_path, url, token)
-    admin = {"Authorization": f"Bearer {ADMIN}"}
-    async with httpx.AsyncClient(base_url=url, headers=admin) as http:
-        start = {"port": 4, "order_no": "EBS20261122A0008", "prepaid_fen": 300,
-                 "mode": "until_full"}
-        ids = []
-        for kind, data in (("start_session", start),
-                           ("stop_session", {"port": 4, "reason": "resident",
+    service = commands.service
+    await commands.send("start_session", START)
+    stale = [
+        await commands.send("stop_session", {"port": 4, "reason": "resident",
                                              "order_no": "EBS20261122A0001"}),
-                           ("stop_session", {"port": 4, "reason": "staff",
-                                             "session_id": "s-gone"})):
-            r = await http.post(f"/api/v1/admin/sheds/{SHED}/commands",
-                                json={"kind": kind, "data": data})
-            assert r.status_code == 201, r.text
-            ids.append(r.json()["id"])
-    async with httpx.AsyncClient(base_url=url,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
-        assert await CommandPoller(service, client, service.clock).poll_once(wait_s=1) == 3
+        await commands.send("stop_session", {"port": 4, "reason": "staff",
+                                             "session_id": "s-gone"}),
+    ]  # fmt: skip
+    assert await commands.poll() == 3
     session = service.core.ports[4].session
     assert session is not None and session.stop_ms is None  # still running
-    async with httpx.AsyncClient(base_url=url, headers=admin) as http:
-        for cmd_id in ids[1:]:
-            body = (await http.get(f"/api/v1/admin/sheds/{SHED}/commands/{cmd_id}")).json()
-            assert body["result_ok"] is False and body["result_code"] == "session_changed", body
-        r = await http.post(f"/api/v1/admin/sheds/{SHED}/commands", json={
-            "kind": "stop_session",
-            "data": {"port": 4, "reason": "resident", "order_no": "EBS20261122A0008"}})
-        last = r.json()["id"]
-    async with httpx.AsyncClient(base_url=url,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
-        assert await CommandPoller(service, client, service.clock).poll_once(wait_s=1) == 1
+    for cmd_id in stale:
+        body = await commands.status(cmd_id)
+        assert body["result_ok"] is False and body["result_code"] == "session_changed", body
+    mine = await commands.send("stop_session", {"port": 4, "reason": "resident",
+                                                "order_no": START["order_no"]})  # fmt: skip
+    assert await commands.poll() == 1
     assert session.stop_ms is not None and session.end_reason == "resident"
-    async with httpx.AsyncClient(base_url=url, headers=admin) as http:
-        body = (await http.get(f"/api/v1/admin/sheds/{SHED}/commands/{last}")).json()
-    assert body["result_ok"] is True, body
+    assert (await commands.status(mine))["result_ok"] is True

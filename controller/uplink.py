@@ -240,12 +240,12 @@ class CommandPoller(_CentralLink):
         return _result(True, data={"session_id": result.id})
 
     def _stop(self, d: dict[str, Any]) -> dict[str, Any]:
-        session_id, order_no = d.get("session_id"), d.get("order_no")
-        return _from(self.service.stop_session(
-            int(d["port"]), str(d.get("reason", "central")),
-            session_id=str(session_id) if session_id is not None else None,
-            auth_ref=str(order_no) if order_no is not None else None,
-        ))  # fmt: skip
+        def given(key: str) -> str | None:
+            return None if d.get(key) is None else str(d[key])
+
+        return _from(self.service.stop_session(int(d["port"]), str(d.get("reason", "central")),
+                                               session_id=given("session_id"),
+                                               auth_ref=given("order_no")))  # fmt: skip
 
     def _disable(self, d: dict[str, Any]) -> dict[str, Any]:
         return _from(self.service.disable(int(d["port"]), str(d.get("reason", "central"))))

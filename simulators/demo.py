@@ -332,8 +332,7 @@ class DemoShed:
         if bay is not None:
             self.devices.set_bay(bay, True, now_ms)
         if a.pay in ("card", "plan"):
-            pool = self.card_pool if a.pay == "card" else self.plan_pool
-            occ.card = self.rng.choice(pool)
+            occ.card = self._card_of(a)
             self.devices.tap(port, occ.card, now_ms)
         else:
             await self._scan_and_pay(occ, now_ms)
@@ -376,13 +375,16 @@ class DemoShed:
             return
         target = self.rng.choice(busy)
         if a.pay in ("card", "plan"):
-            pool = self.card_pool if a.pay == "card" else self.plan_pool
-            self.devices.tap(target, self.rng.choice(pool), now_ms)
+            self.devices.tap(target, self._card_of(a), now_ms)
             return
         http = self.central.http
         assert http is not None
         http.cookies.clear()  # another person's phone
         await http.get(f"/s/{SHED}/{target}", params={"src": "qr"})
+
+    def _card_of(self, a: Arrival) -> str:
+        """The card a card (or monthly plan) holder taps."""
+        return self.rng.choice(self.card_pool if a.pay == "card" else self.plan_pool)
 
     def _phone(self, a: Arrival) -> str:
         """A mainland mobile number per resident (the same person on every run)."""
@@ -454,9 +456,8 @@ class Barrier:
     barrier ends once nothing has moved for `quiet_s` of real time, or for
     `lost_s` while messages published have not arrived or commands wait to be
     sent (a busy machine may take longer than `quiet_s` for either). Each quiet
-    exit re-calibrates
-    `offset`: retained messages from earlier runs arrive extra, messages on a
-    cut connection never arrive.
+    exit re-calibrates `offset`: retained messages from earlier runs arrive
+    extra, messages on a cut connection never arrive.
     """
 
     def __init__(self, service: ControllerService, runner: MqttDeviceRunner,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.models import BoardMark, LiveSnapshot
 from api.repos._dialect import insert_ignore
+from api.services.shed_watch import mark_after_commit
 
 CHANGED_KEY: Final = "ebshed.board_changed"
 
@@ -39,8 +40,7 @@ def bump(db: Session, shed_id: str, now_ms: int) -> None:
         .where(BoardMark.shed_id == shed_id)
         .values(seq=BoardMark.seq + 1, changed_ms=now_ms)
     )
-    changed: set[str] = db.info.setdefault(CHANGED_KEY, set())
-    changed.add(shed_id)
+    mark_after_commit(db, CHANGED_KEY, shed_id)
 
 
 def marks(db: Session, shed_ids: Iterable[str]) -> dict[str, int]:

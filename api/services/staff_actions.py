@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.access import Principal, require_shed
 from api.errors import Conflict, NotFound
-from api.models import AuditEntry, Shed
+from api.models import AuditEntry, Shed, Socket
 from api.repos import alarms as alarm_repo
 from api.repos import board
 from api.repos import sockets as socket_repo
@@ -23,11 +23,14 @@ from api.services.commands import enqueue_command
 ROLES = ("staff",)
 
 
-def _socket_shed(db: Session, principal: Principal, shed_id: str, port: int) -> Shed:
+def _socket_shed(
+    db: Session, principal: Principal, shed_id: str, port: int
+) -> tuple[Shed, Socket]:
     shed = require_shed(db, principal, shed_id, *ROLES)
-    if socket_repo.get_socket(db, shed_id, port) is None:
+    socket = socket_repo.get_socket(db, shed_id, port)
+    if socket is None:
         raise NotFound(f"no socket {port} in shed {shed_id}", code="unknown_socket")
-    return shed
+    return shed, socket
 
 
 def _send(
@@ -54,10 +57,9 @@ def _send(
 def stop_socket(
     db: Session, principal: Principal, shed_id: str, port: int, note: str, *, now_ms: int
 ) -> AuditEntry:
-    shed = _socket_shed(db, principal, shed_id, port)
+    shed, socket = _socket_shed(db, principal, shed_id, port)
     data: dict[str, Any] = {"port": port, "reason": "staff"}
-    socket = socket_repo.get_socket(db, shed_id, port)
-    if socket is not None and socket.session_id is not None:
+    if socket.session_id is not None:
         data["session_id"] = socket.session_id  # the session staff saw, not a later one
     return _send(db, principal, shed, "stop_session", data, action="stop",
                  target=f"port {port}", note=note, now_ms=now_ms)  # fmt: skip
@@ -66,7 +68,7 @@ def stop_socket(
 def disable_socket(
     db: Session, principal: Principal, shed_id: str, port: int, reason: str, *, now_ms: int
 ) -> AuditEntry:
-    shed = _socket_shed(db, principal, shed_id, port)
+    shed, _ = _socket_shed(db, principal, shed_id, port)
     data = {"port": port, "reason": reason}
     return _send(db, principal, shed, "disable", data, action="disable",
                  target=f"port {port}", note=reason, now_ms=now_ms)  # fmt: skip
@@ -75,7 +77,7 @@ def disable_socket(
 def enable_socket(
     db: Session, principal: Principal, shed_id: str, port: int, note: str, *, now_ms: int
 ) -> AuditEntry:
-    shed = _socket_shed(db, principal, shed_id, port)
+    shed, _ = _socket_shed(db, principal, shed_id, port)
     data = {"port": port, "reason": note[:128]}
     return _send(db, principal, shed, "enable", data, action="enable",
                  target=f"port {port}", note=note, now_ms=now_ms)  # fmt: skip

@@ -340,6 +340,7 @@ async def pay_env(
     *,
     sim_options: dict[str, Any] | None = None,
     credentials: Path | None = None,
+    merchant: WechatPaySettings = MERCHANT,
     **overrides: Any,
 ) -> AsyncIterator[PayEnv]:
     """API + provider + gateway, all over HTTP on free ports; torn down fully.
@@ -357,7 +358,7 @@ async def pay_env(
     late = LateApp()
     server = LocalServer(late)
     await asyncio.gather(sim.start(), server.start())
-    pay = dataclasses.replace(MERCHANT, base_url=sim.url)
+    pay = dataclasses.replace(merchant, base_url=sim.url)
 
     async def no_sleep(_s: float) -> None:
         await asyncio.sleep(0)

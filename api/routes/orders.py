@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Response
 
 from api.deps import CtxDep, DbDep
 from api.errors import ApiError, Invalid
-from api.payments import PaymentError, ProviderRejected
+from api.payments import BadProviderResponse, PaymentError, ProviderRejected
 from api.repos import orders as order_repo
 from api.routes.auth import LoggedInDep, ResidentDep
 from api.schemas.orders import MySessions, OrderCreated, OrderIn, OrderView, StopAnswer
@@ -49,6 +49,8 @@ def runtime(ctx: CtxDep) -> OrdersRuntime:
         200: {"description": "this phone's open order, reused", "model": OrderCreated},
         409: {"description": "socket_taken, or why the socket cannot be paid for "
               "(busy, fault, offline, disabled, shed_offline)"},
+        502: {"description": "provider_rejected; bad_response_signature (the provider's "
+              "answer is not signed by its key), bad_response (it cannot be read)"},
         503: {"description": "payments_disabled, provider_unavailable"},
     },
 )  # fmt: skip
@@ -84,6 +86,12 @@ async def create_order(
                 raise ProviderFailed(
                     f"the payment provider refused the order: {err.provider_code}",
                     code="provider_rejected",
+                    status=502,
+                ) from err
+            if isinstance(err, BadProviderResponse):  # it answered, but not in a way we trust
+                raise ProviderFailed(
+                    f"the payment provider's answer failed its check: {err.code}",
+                    code=err.code,  # bad_response_signature or bad_response
                     status=502,
                 ) from err
             raise ProviderFailed(f"the payment provider cannot be reached: {err.code}") from err

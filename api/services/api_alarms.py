@@ -2,6 +2,9 @@
 
 - `refund_failed` (api/services/refunds.py): money owed to a payer that the
   provider would not pay back; needs staff.
+- `payment_conflict` (api/services/orders_payments.py): a provider notification
+  with the ids of a payment already applied but another order or amount;
+  refused and recorded, needs staff to look at it with the provider.
 - `shed_offline`: a shed that has reported before and has not been heard
   from for `shed_offline_after_s`. Cleared when it reports again.
 
@@ -23,7 +26,7 @@ from api.models import Alarm, Shed
 from api.repos import board
 from api.repos._dialect import insert_ignore
 
-API_ALARM_KINDS: Final = frozenset({"refund_failed", "shed_offline"})
+API_ALARM_KINDS: Final = frozenset({"payment_conflict", "refund_failed", "shed_offline"})
 OFFLINE: Final = "shed_offline"
 
 

@@ -18,7 +18,7 @@ from typing import Final, Literal
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.models import Order, Payment
+from api.models import Alarm, Order, Payment
 from api.payments import (
     NotificationRejected,
     OrderQuery,
@@ -26,6 +26,8 @@ from api.payments import (
     PaymentNotification,
     RefundNotification,
 )
+from api.repos import alarms as alarm_repo
+from api.repos import board
 from api.repos import commands as command_repo
 from api.repos import orders as order_repo
 from api.repos import sessions as session_repo
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 Outcome = Literal["applied", "duplicate"]
 STARTED: Final = ("starting", "charging", "paid")
+CONFLICT: Final = "payment_conflict"  # the notification_log code and the alarm kind
 
 
 class Refused(Exception):
@@ -49,6 +52,18 @@ class Refused(Exception):
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
         self.detail = detail
+
+
+class PaymentConflict(Refused):
+    """A notification with the ids of a payment already applied but another order,
+    amount or transaction (payments-v1 rule 3): refused, recorded as a conflict,
+    and raised to staff as an alarm on the shed of the payment it claims to be."""
+
+    def __init__(self, detail: str, *, applied: Payment, shed_id: str, port: int) -> None:
+        super().__init__(CONFLICT, detail)
+        self.applied_out_trade_no = applied.out_trade_no
+        self.shed_id = shed_id
+        self.port = port
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +132,8 @@ def handle_notification(
                     event_type=note.event_type,
                     out_trade_no=note.out_trade_no,
                 )
+                if isinstance(refused, PaymentConflict):
+                    raise_conflict_alarm(db, refused, note.notification_id, now_ms=now_ms)
             return NotifyAnswer(400, refused.code)
         except IntegrityError:
             # A concurrent copy won the race; the second pass sees it as a duplicate.
@@ -134,9 +151,16 @@ def apply_payment(
         raise Refused("unknown_order", f"no order {note.out_trade_no}")
     seen = order_repo.payment_by_ids(db, note.notification_id, note.transaction_id)
     if seen is not None:
-        if seen.out_trade_no == order.out_trade_no:
+        differs = conflicting_fields(seen, note)
+        if not differs:
             return "duplicate"
-        raise Refused("transaction_reused", f"transaction belongs to {seen.out_trade_no}")
+        claimed = order_repo.get_order(db, seen.out_trade_no) or order
+        raise PaymentConflict(
+            f"ids of the payment applied to {seen.out_trade_no}, but {'; '.join(differs)}",
+            applied=seen,
+            shed_id=claimed.shed_id,
+            port=claimed.port,
+        )
     if note.amount_total != order.amount_fen:
         raise Refused(
             "wrong_amount", f"amount.total {note.amount_total} != order {order.amount_fen} fen"
@@ -155,6 +179,39 @@ def apply_payment(
         settings=settings,
     )
     return "applied"
+
+
+def conflicting_fields(seen: Payment, note: PaymentNotification) -> list[str]:
+    """How a notification differs from the payment applied under the same ids."""
+    pairs = (
+        ("out_trade_no", seen.out_trade_no, note.out_trade_no),
+        ("transaction_id", seen.transaction_id, note.transaction_id),
+        ("amount.total", seen.amount_fen, note.amount_total),
+    )
+    return [f"{name} {new} != {old}" for name, old, new in pairs if old != new]
+
+
+def raise_conflict_alarm(
+    db: Session, conflict: PaymentConflict, notification_id: str, *, now_ms: int
+) -> None:
+    """One active `payment_conflict` alarm per conflicting notification (the provider
+    resends a refused one for a day: each copy is logged, the alarm is raised once)."""
+    alarm_id = f"pay-conflict-{notification_id}"[:64]
+    log.error("payment conflict on order %s: %s; needs staff",
+              conflict.applied_out_trade_no, conflict.detail)  # fmt: skip
+    if alarm_repo.get_alarm(db, conflict.shed_id, alarm_id) is not None:
+        return
+    db.add(
+        Alarm(
+            shed_id=conflict.shed_id, id=alarm_id, kind=CONFLICT, raised_ms=now_ms,
+            detail=f"支付冲突 payment conflict: notification {notification_id}: "
+            f"{conflict.detail}"[:256],
+            port=conflict.port, bay=None, board=None, sensor=None, active=True,
+            acked_ms=None, acked_by=None, note=None, cleared_ms=None,
+            reported_ms=now_ms, updated_ms=now_ms, ack_command_id=None,
+        )
+    )  # fmt: skip
+    board.bump(db, conflict.shed_id, now_ms)
 
 
 def apply_paid_query(

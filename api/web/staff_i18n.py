@@ -128,6 +128,7 @@ ALARM_KINDS: Final[dict[str, tuple[str, str]]] = {
     "board_offline": ("主板离线", "Board offline"),
     "bay_idle": ("占位未充电", "Bay occupied, not charging"),
     "refund_failed": ("退款失败", "Refund failed"),
+    "payment_conflict": ("支付冲突", "Payment conflict"),
     "shed_offline": ("车棚离线", "Shed offline"),
 }
 

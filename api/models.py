@@ -96,6 +96,10 @@ class Shed(Base):
     # Highest command seq issued to this shed. Bumped (row-locked) by every
     # enqueue, so seqs commit in order; long polls watch it.
     command_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The tariff the shed reports it bills new sessions at (a `tariff` uplink record,
+    # sent at start and on every change), and when it arrived (central clock).
+    tariff: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    tariff_received_ms: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Socket(Base):

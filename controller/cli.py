@@ -166,26 +166,41 @@ def qr_sheet(
         typer.Option(envvar="EBSHED_CONFIG", help="Shed config (TOML): id, name, sockets, tariff."),
     ] = Path("shed.toml"),
     base_url: Annotated[
-        str,
+        str | None,
         typer.Option(envvar="EBSHED_PUBLIC_URL",
-                     help="Where phones reach the resident pages, e.g. https://charge.example.com"),
-    ] = "http://127.0.0.1:8000",
+                     help="Where phones reach the resident pages, e.g. https://charge.example.com "
+                          "(default: the config's [central] public_url)."),
+    ] = None,
     out: Annotated[Path, typer.Option(help="The PDF to write.")] = Path("stickers.pdf"),
     shed: Annotated[str | None, typer.Option(help="Shed id, checked against the config's.")] = None,
     font: Annotated[Path | None, typer.Option(help="A TrueType CJK font to embed.")] = None,
+    allow_loopback: Annotated[
+        bool,
+        typer.Option("--allow-loopback",
+                     help="Accept a 127.0.0.1/localhost base URL (stickers only this computer "
+                          "can open, for trying it out)."),
+    ] = False,
 ) -> None:
-    """The QR sticker sheet of a shed (A4 PDF): one sticker per socket, one for the entrance."""
+    """The QR sticker sheet of a shed (A4 PDF): one sticker per socket, one for the entrance,
+    with the price the shed bills (the central API's tariff it was sent, else its config's)."""
     from controller.core.tariffs import describe
     from controller.qrsheet import QrSheetError, write_qr_sheet
+    from controller.shed_tariff import billed_tariff, stored_tariff
 
     settings = _load(config)
     if shed is not None and shed != settings.shed.id:
         _fail(f"{config} is the config of shed {settings.shed.id!r}, not {shed!r}")
+    if base_url is None and settings.central is not None:
+        base_url = settings.central.public_url
+    if base_url is None:
+        _fail("no public base URL: pass --base-url https://charge.example.com (where phones "
+              f"reach the resident pages) or set public_url in the [central] section of {config}")
     ports = sorted({port for board in settings.boards for port in board.ports})
-    price = describe(settings.tariff_model())["summary_zh"]
+    price = describe(billed_tariff(settings, stored_tariff(settings.db_path)))["summary_zh"]
     try:
         sheet = write_qr_sheet(settings.shed.id, settings.shed.name or settings.shed.id,
-                               ports, price, base_url, out, font_path=font)
+                               ports, price, str(base_url), out, font_path=font,
+                               allow_loopback=allow_loopback)
     except QrSheetError as err:
         _fail(f"{err.message} [{err.code}]")
     if not sheet.font_embedded:

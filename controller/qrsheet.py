@@ -23,6 +23,7 @@ The output is deterministic (same input, same bytes) and written atomically.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import os
 import re
@@ -124,16 +125,18 @@ def write_qr_sheet(
     out_path: str | os.PathLike[str],
     *,
     font_path: str | os.PathLike[str] | None = None,
+    allow_loopback: bool = False,
 ) -> QrSheet:
     """Write the sticker sheet of one shed to `out_path` (PDF, A4) and describe it.
 
     `ports` in any order (printed in ascending order), `price_zh` the posted
     price as residents read it (`describe(tariff)["summary_zh"]`, e.g.
     "1元/4小时"), `base_url` where phones reach the resident pages
-    (`https://charge.example.com`, no trailing slash needed).
+    (`https://charge.example.com`, no trailing slash needed); a loopback address
+    (127.0.0.1, localhost), which no phone reaches, only with `allow_loopback`.
     Raises `QrSheetError` for unusable input, `OSError` if the file cannot be written.
     """
-    base = _check_base_url(base_url)
+    base = _check_base_url(base_url, allow_loopback=allow_loopback)
     if not isinstance(shed_id, str) or not SHED_ID.match(shed_id):
         raise QrSheetError("bad_shed_id", f"a shed id is [a-z0-9-]{{1,32}}, not {shed_id!r}")
     port_list = _check_ports(ports)
@@ -172,13 +175,31 @@ def write_qr_sheet(
 # --------------------------------------------------------------------------- input
 
 
-def _check_base_url(base_url: str) -> str:
+def _check_base_url(base_url: str, *, allow_loopback: bool = False) -> str:
     parts = urlsplit(str(base_url).strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise QrSheetError("bad_base_url", f"need an http(s) address, not {base_url!r}")
     if parts.query or parts.fragment:
         raise QrSheetError("bad_base_url", "the base URL takes no query or fragment")
+    if not allow_loopback and is_loopback_host(parts.hostname or ""):
+        raise QrSheetError(
+            "loopback_base_url",
+            f"{base_url} is this computer's own address: no phone can open it. Give the "
+            "address phones reach the resident pages at (or allow a loopback URL explicitly)",
+        )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost, 127.0.0.0/8, ::1 or the unspecified address (0.0.0.0, ::)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _check_ports(ports: Iterable[int]) -> list[int]:

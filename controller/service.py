@@ -9,7 +9,6 @@ core's timers. This module decides no policy: every rule is in the core.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -33,10 +32,11 @@ from controller.core.model import (
     SessionOpened,
 )
 from controller.core.shed import ShedCore
-from controller.core.tariffs import tariff_from_dict
 from controller.settings import Settings
+from controller.shed_tariff import META_KEY as TARIFF_META
+from controller.shed_tariff import billed_tariff
 from controller.store import EdgeStore, open_engine
-from controller.uplink_records import Record, RecordMaker
+from controller.uplink_records import Record, RecordMaker, tariff_record
 from firmware_bridge.messages import DeviceMessage, PortCommand
 
 log = logging.getLogger("ebshed.controller")
@@ -77,12 +77,10 @@ class ControllerService:
             settings.db_path.parent.mkdir(parents=True, exist_ok=True)
             store = EdgeStore(open_engine(settings.db_path))
         self.store = store
-        stored_tariff = store.meta("tariff")  # the newest tariff sent by the central API
-        tariff = tariff_from_dict(json.loads(stored_tariff)) if stored_tariff else None
         self.core = ShedCore(
             settings.layout(),
             self.rules,
-            tariff or settings.tariff_model(),
+            billed_tariff(settings, store.meta(TARIFF_META)),
             new_id or (lambda: uuid.uuid4().hex),
             clock.now_ms(),
         )
@@ -98,6 +96,7 @@ class ControllerService:
         self.uplink: Any = None  # set by the runtime when a central API is configured
         self.poller: Any = None
         self._restore()
+        self.report_tariff()
 
     def _restore(self) -> None:
         for raw in self.settings.cards:
@@ -114,6 +113,13 @@ class ControllerService:
         self.core.restore(sessions, self.store.open_alarms())
         if sessions:
             log.info("restored %d open session(s); reconciling with the boards", len(sessions))
+
+    def report_tariff(self) -> None:
+        """Tell the central API the tariff new sessions are billed at (at start and
+        whenever it changes), so its pages post the price the shed bills."""
+        if self.records is not None:
+            self._outbox.append(tariff_record(self.core.tariff, self.clock.now_ms()))
+            self.flush_outbox()
 
     def add_listener(self, fn: Callable[[Action], None]) -> None:
         self._listeners.append(fn)

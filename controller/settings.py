@@ -48,6 +48,9 @@ class CentralSettings(BaseModel):
     # Live readings for the staff board (every port and bay) are posted this
     # often, outside the outbox: a lost one is replaced by the next. 0: off.
     live_every_s: float = Field(default=5.0, ge=0, le=300)
+    # Where residents' phones reach the resident pages (the QR stickers point here),
+    # e.g. https://charge.example.com; `url` may be an address only the shed reaches.
+    public_url: str | None = Field(default=None, pattern=r"^https?://")
 
 
 class TelemetrySettings(BaseModel):

@@ -30,6 +30,7 @@ from controller.core.model import Authorization, Card, Refusal
 from controller.core.tariffs import TariffError, tariff_from_dict, tariff_to_dict
 from controller.live_snapshot import live_snapshot
 from controller.service import ControllerService
+from controller.shed_tariff import META_KEY as TARIFF_META
 
 log = logging.getLogger("ebshed.uplink")
 BATCH = 500
@@ -257,8 +258,9 @@ class CommandPoller(_CentralLink):
         tariff = tariff_from_dict(d)
         self.service.core.tariff = tariff  # sessions keep the tariff they started with
         self.service.store.set_meta(
-            "tariff", json.dumps(tariff_to_dict(tariff), ensure_ascii=False)
+            TARIFF_META, json.dumps(tariff_to_dict(tariff), ensure_ascii=False)
         )
+        self.service.report_tariff()  # the central API's pages show what the shed bills
         return _result(True, data={"tariff": tariff.id, "version": tariff.version})
 
     def _ack_alarm(self, d: dict[str, Any]) -> dict[str, Any]:

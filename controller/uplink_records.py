@@ -21,7 +21,7 @@ from controller.core.model import (
     SessionClosed,
     SessionOpened,
 )
-from controller.core.tariffs import bill_to_dict, tariff_to_dict
+from controller.core.tariffs import Tariff, bill_to_dict, tariff_to_dict
 
 Record = tuple[str, str, int, dict[str, Any]]  # kind, key, ts_ms, data
 
@@ -68,6 +68,11 @@ def session_data(s: Session) -> dict[str, Any]:
         "flags": sorted(s.flags),
         "reasons": [list(r) for r in s.reasons],
     }
+
+
+def tariff_record(tariff: Tariff, now_ms: int) -> Record:
+    """The tariff the shed bills new sessions at, for the central API's pages."""
+    return ("tariff", "current", now_ms, {"tariff": tariff_to_dict(tariff)})
 
 
 @dataclass

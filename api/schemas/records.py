@@ -17,8 +17,8 @@ from api.schemas.common import Fen, Ms, Port, Ref, Watts, Wh, bounded
 from controller.core.fsm import SocketState
 
 MAX_RECORDS: Final = 500
-RECORD_KINDS: Final = ("session", "socket", "alarm", "bay", "demand")
-RecordKind = Literal["session", "socket", "alarm", "bay", "demand"]
+RECORD_KINDS: Final = ("session", "socket", "alarm", "bay", "demand", "tariff")
+RecordKind = Literal["session", "socket", "alarm", "bay", "demand", "tariff"]
 
 SOCKET_STATES: Final = frozenset(state.value for state in SocketState)
 
@@ -177,3 +177,12 @@ class DemandData(BaseModel):
     reason: Annotated[str, bounded(32, min_length=1)]
     card: Annotated[str, bounded(20, min_length=1)]
     at_ms: Ms
+
+
+class TariffData(BaseModel):
+    """The tariff the shed bills new sessions at (key `current`), sent at start and
+    on every change: the posted price is this one (api/services/orders_pricing.py)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    tariff: dict[str, Any]

@@ -1,9 +1,13 @@
 """What a resident sees at the QR code, before paying: the shed, the socket,
 whether it can be paid for, and the posted price (complaint 7).
 
-The price of a shed is, in this order: the newest `tariff` command the shed
-carried out (what it bills new sessions at), else the newest tariff stored
-for its compound, else the controller's default (1 元 per 4 h).
+The price of a shed is what the shed bills new sessions at. The shed says so
+itself: a `tariff` uplink record at start and on every change (its config's
+`[tariff]`, or the one the central API sent it). A `tariff` command the shed
+carried out after its last such record is newer still (its record is on the
+way). Only a shed that never reported a tariff (an older controller) is shown
+the newest tariff stored for its compound, else the controller's default
+(1 元 per 4 h).
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ def socket_reason(state: str, *, online: bool, paid_order: bool) -> NotPayable |
 def shed_tariff(db: Session, shed: Shed) -> Tariff:
     """The price new sessions of this shed are billed at (see the module doc)."""
     command = order_repo.acknowledged_tariff_command(db, shed.id)
+    reported = _reported_tariff(shed)
+    if reported is not None and (
+        command is None or (command.result_ms or 0) <= (shed.tariff_received_ms or 0)
+    ):
+        return reported
     if command is not None:
         try:
             return tariff_from_dict(command.data)
@@ -68,6 +77,16 @@ def shed_tariff(db: Session, shed: Shed) -> Tariff:
         except TariffError:
             log.warning("tariff %s v%s does not parse", stored.id, stored.version)
     return default_tariff()
+
+
+def _reported_tariff(shed: Shed) -> Tariff | None:
+    if shed.tariff is None:
+        return None
+    try:
+        return tariff_from_dict(shed.tariff)
+    except TariffError:
+        log.warning("shed %s: reported tariff does not parse", shed.id)
+        return None
 
 
 def price_of(tariff: Tariff) -> dict[str, Any]:

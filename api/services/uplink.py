@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.models import Alarm, Bay, ChargeSession, Socket
 from api.reports import demand, rollups
 from api.reports.reasons import is_incident
-from api.repos import alarms, board, record_versions, sessions, sockets
+from api.repos import alarms, board, record_versions, sessions, sheds, sockets
 from api.schemas.records import (
     RECORD_KINDS,
     AlarmData,
@@ -33,6 +33,7 @@ from api.schemas.records import (
     Rejection,
     SessionData,
     SocketData,
+    TariffData,
 )
 from api.services.events import ClosedSession
 from api.services.hooks import Hooks
@@ -158,6 +159,8 @@ def apply_record(
             at_ms=data.at_ms,
             now_ms=now_ms,
         )
+    elif isinstance(data, TariffData):
+        _apply_tariff(db, shed_id, data, now_ms)
     else:
         _apply_bay(db, shed_id, record, data, now_ms)
     version.version = record.version
@@ -168,7 +171,7 @@ def apply_record(
     return "applied"
 
 
-RecordData = SessionData | SocketData | AlarmData | BayData | DemandData
+RecordData = SessionData | SocketData | AlarmData | BayData | DemandData | TariffData
 
 
 def _parse_data(record: RecordEnvelope) -> RecordData:
@@ -189,6 +192,13 @@ def _parse_data(record: RecordEnvelope) -> RecordData:
         _check_key(record, data.id, "alarm id")
     elif record.kind == "demand":
         data = _validate(DemandData, record.data, "bad_record")
+    elif record.kind == "tariff":
+        data = _validate(TariffData, record.data, "bad_record")
+        _check_key(record, "current", "tariff key")
+        try:
+            tariff_from_dict(data.tariff)
+        except TariffError as err:
+            raise RecordRejected("bad_tariff", f"data.tariff: {err}") from err
     else:
         data = _validate(BayData, record.data, "bad_record")
         _check_key(record, str(data.bay), "bay number")
@@ -245,6 +255,15 @@ def _apply_session(
     rollups.record_session(db, row, now_ms)  # the community office reports (docs/reports.md)
     if row.ended_ms is not None and not was_closed:
         hooks.run_session_closed(db, ClosedSession(shed_id=shed_id, session=row, now_ms=now_ms))
+
+
+def _apply_tariff(db: Session, shed_id: str, data: TariffData, now_ms: int) -> None:
+    """What the shed bills new sessions at: the price its pages and stickers show."""
+    shed = sheds.get_shed(db, shed_id)
+    if shed is None:  # the route checked the token of this shed
+        raise RecordRejected("unknown_shed", f"no shed {shed_id}")
+    shed.tariff = tariff_to_dict(tariff_from_dict(data.tariff))
+    shed.tariff_received_ms = now_ms
 
 
 def _apply_socket(

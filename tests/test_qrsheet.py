@@ -219,6 +219,10 @@ def test_a_write_that_fails_leaves_nothing(tmp_path: Path) -> None:
         ({"base_url": "charge.example.com"}, "bad_base_url"),
         ({"base_url": "ftp://charge.example.com"}, "bad_base_url"),
         ({"base_url": "https://charge.example.com/?a=1"}, "bad_base_url"),
+        ({"base_url": "http://127.0.0.1:8000"}, "loopback_base_url"),
+        ({"base_url": "http://localhost:8000"}, "loopback_base_url"),
+        ({"base_url": "http://[::1]:8000"}, "loopback_base_url"),
+        ({"base_url": "http://0.0.0.0"}, "loopback_base_url"),
         ({"font_path": "/nonexistent/font.ttf"}, "no_font"),
     ],
 )
@@ -253,3 +257,51 @@ def test_without_a_truetype_cjk_font_the_builtin_cid_font_is_used_with_a_warning
     assert (sheet.font, sheet.font_embedded) == ("STSong-Light", False)
     assert "fonts-wqy-microhei" in caplog.text
     assert b"/STSong-Light" in sheet.path.read_bytes()
+
+
+def test_a_loopback_url_only_when_asked_for(tmp_path: Path) -> None:
+    sheet = write_qr_sheet(SHED, NAME, [1], PRICE, "http://127.0.0.1:8000", tmp_path / "s.pdf",
+                           allow_loopback=True)  # fmt: skip
+    assert sheet.stickers[1].url == "http://127.0.0.1:8000/s/tty-east-1/1?src=qr"
+
+
+def _config(tmp_path: Path, central: str = "") -> Path:
+    path = tmp_path / "shed.toml"
+    path.write_text(f"""[shed]\nid = "{SHED}"\nname = "{NAME}"\ndata_dir = "{tmp_path / 'data'}"
+{central}
+[[boards]]\nid = "b1"\nports = [1, 2]\n""", encoding="utf-8")
+    return path
+
+
+def _qr_sheet(*args: str) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from controller.cli import app
+
+    result = CliRunner().invoke(app, ["qr-sheet", *args], env={"EBSHED_PUBLIC_URL": None})
+    return result.exit_code, result.output
+
+
+def test_the_command_takes_the_public_url_from_the_config_or_an_option(tmp_path: Path) -> None:
+    out = tmp_path / "s.pdf"
+    bare = _config(tmp_path)
+    code, text = _qr_sheet("--config", str(bare), "--out", str(out))
+    assert code == 2 and "no public base URL" in text and "--base-url" in text
+    assert "public_url" in text and not out.exists()
+
+    code, text = _qr_sheet("--config", str(bare), "--out", str(out),
+                           "--base-url", "http://127.0.0.1:8000")  # fmt: skip
+    assert code == 2 and "loopback_base_url" in text and "no phone can open it" in text
+    assert not out.exists() and not (tmp_path / "data").exists()  # nothing made
+
+    code, text = _qr_sheet("--config", str(bare), "--out", str(out),
+                           "--base-url", "http://127.0.0.1:8000", "--allow-loopback")  # fmt: skip
+    assert code == 0 and out.exists(), text
+    assert b"http://127.0.0.1:8000" in out.read_bytes()  # the sheet's subject names it
+
+    central = '[central]\nurl = "http://10.0.0.2:8000"\ntoken = "shed-token-0123"\n' \
+              'public_url = "https://charge.example.com"'  # fmt: skip
+    code, text = _qr_sheet("--config", str(_config(tmp_path, central)), "--out", str(out))
+    assert code == 0, text
+    assert b"https://charge.example.com" in out.read_bytes()
+    assert not (tmp_path / "data").exists()  # the shed's database is read, never made

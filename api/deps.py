@@ -34,6 +34,16 @@ def get_ctx(request: Request) -> AppContext:
 CtxDep = Annotated[AppContext, Depends(get_ctx)]
 
 
+def client_address(request: Request) -> str:
+    """The client's address, as the server saw it (behind a reverse proxy, run
+    uvicorn with --proxy-headers and --forwarded-allow-ips so that this is the
+    resident's address, not the proxy's)."""
+    return request.client.host if request.client else "unknown"
+
+
+AddressDep = Annotated[str, Depends(client_address)]
+
+
 def get_db(ctx: CtxDep) -> Iterator[Session]:
     """A session for the request; routes open the transaction (`with db.begin():`)."""
     with ctx.sessions() as db:

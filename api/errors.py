@@ -83,7 +83,9 @@ _STATUS_CODES = {
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return problem(exc.status, exc.code, exc.message)
+    response = problem(exc.status, exc.code, exc.message, **getattr(exc, "extra", {}))
+    response.headers.update(getattr(exc, "headers", {}))
+    return response
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -287,6 +287,10 @@ class Order(Base):
     port: Mapped[int] = mapped_column(Integer)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    # Who made it, for the unpaid-order limit per client: the client address and a
+    # hash of the device cookie (docs/security.md).
+    client_address: Mapped[str | None] = mapped_column(String(64), index=True)
+    device_hash: Mapped[str | None] = mapped_column(String(32), index=True)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     mode: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))

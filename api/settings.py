@@ -37,6 +37,14 @@ class ApiSettings(BaseSettings):
     db_max_overflow: int = Field(default=20, ge=0, le=200)
     # Log every SQL statement (debugging only).
     sql_echo: bool = False
+    # Request bodies larger than this are refused 413 too_large (api/boundary.py);
+    # the sheds' own routes (/api/v1/sheds/..., uplink batches) may send more.
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_uplink_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # Strict-Transport-Security is sent on every response served over TLS (or
+    # with X-Forwarded-Proto: https from the proxy); `hsts` sends it always.
+    hsts: bool = False
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0, le=63_072_000)
 
     # ------------------------------------------------------------ scan-to-pay
     # (docs/scan-to-pay.md). Payments are on when `pay_base_url` is set (or a
@@ -69,6 +77,21 @@ class ApiSettings(BaseSettings):
     pay_page_url: str | None = None
     # An unpaid order is closed this long after it was made (time_expire).
     order_expire_s: int = Field(default=600, ge=60, le=7200)
+    # ...but it keeps the socket from other residents only this long: after the
+    # hold another phone may take the socket (the unpaid order gives way, and a
+    # payment that still arrives for it is refunded in full).
+    order_hold_s: int = Field(default=90, ge=10, le=120)
+    # Unpaid orders still in their hold that one client (phone, address or
+    # device cookie) may have at once; one more is 429 too_many_unpaid.
+    order_unpaid_per_client: int = Field(default=2, ge=1, le=20)
+    # Count the client address as a client (and rate-limit per address). Off
+    # only where every resident shares one address (the demo's simulated phones).
+    limit_by_address: bool = True
+    # Rate limits (429 rate_limited): order creations per minute per client
+    # address, per phone and for the whole API.
+    orders_per_address_per_min: int = Field(default=20, ge=1, le=100_000)
+    orders_per_phone_per_min: int = Field(default=10, ge=1, le=100_000)
+    orders_per_min: int = Field(default=600, ge=1, le=1_000_000)
     # What "until full" prepays; the unused part goes back to the payment.
     order_deposit_fen: int = Field(default=500, ge=1, le=100_000)
     # The amounts offered on the socket page; any amount 1..order_max_fen is accepted.
@@ -88,6 +111,13 @@ class ApiSettings(BaseSettings):
     sms_code_ttl_s: int = Field(default=300, ge=60, le=3600)
     sms_resend_after_s: int = Field(default=60, ge=0, le=3600)
     sms_codes_per_day: int = Field(default=10, ge=1, le=100)
+    # SMS codes per hour per client address and for the whole API (429 rate_limited).
+    sms_per_address_per_hour: int = Field(default=10, ge=1, le=100_000)
+    sms_per_hour: int = Field(default=500, ge=1, le=1_000_000)
+    # Login attempts (SMS code and password) per minute per client address and
+    # for the whole API (429 rate_limited), whatever their outcome.
+    logins_per_address_per_min: int = Field(default=30, ge=1, le=100_000)
+    logins_per_min: int = Field(default=600, ge=1, le=1_000_000)
     login_max_attempts: int = Field(default=5, ge=1, le=20)
     login_session_days: int = Field(default=30, ge=1, le=365)
     # Send the session cookie over HTTPS only (turn off for a plain-HTTP demo).
@@ -95,11 +125,19 @@ class ApiSettings(BaseSettings):
     # ------------------------------------------------------------ staff accounts and board
     # (docs/staff-board.md). A password login lasts this long.
     staff_session_hours: int = Field(default=12, ge=1, le=24 * 30)
-    # Failed password logins: per login name and per client address, this many
-    # within the window lock that name (or address) for login_lockout_s.
+    # Failed password logins are counted per (login name, client address)
+    # within the window: after login_failures_per_name of them, each further
+    # failure makes that pair wait login_backoff_ms, doubling, at most
+    # login_lockout_s (429 too_many_attempts). Once an address has
+    # login_failures_per_address failures (many names guessed from it), or a
+    # name login_failures_per_name_total from all addresses, every failure of
+    # theirs backs off at once. The right password from a pair that has not
+    # failed still logs in: no address or name is locked out as a whole.
     login_failures_per_name: int = Field(default=5, ge=1, le=100)
     login_failures_per_address: int = Field(default=20, ge=1, le=1000)
+    login_failures_per_name_total: int = Field(default=50, ge=1, le=100_000)
     login_failure_window_s: int = Field(default=900, ge=10, le=86_400)
+    login_backoff_ms: int = Field(default=1000, ge=1, le=600_000)
     login_lockout_s: int = Field(default=900, ge=1, le=86_400)
     # Board streams in each worker check the database for changes this often
     # (changes made in the same worker are pushed at once).

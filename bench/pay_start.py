@@ -136,6 +136,9 @@ async def _measure(orders: int, sockets: int, broker: str, workers: int,
             "EBSHED_API_ADMIN_TOKEN": ADMIN_TOKEN,
             "EBSHED_API_PUBLIC_BASE_URL": api,
             "EBSHED_API_PAY_CREDENTIALS_DIR": str(tmp / "pay"),
+            # One bench phone pays for every socket in a row, each paid before the next.
+            "EBSHED_API_ORDERS_PER_PHONE_PER_MIN": "1000",
+            "EBSHED_API_ORDERS_PER_ADDRESS_PER_MIN": "1000",
         }
         procs.append(_start_api(api_port, workers, env, tmp / "api.log"))
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -80,6 +80,10 @@ def api_settings_for_demo(
         pay_workers=speed is not None,
         dev_endpoints=True,  # the simulated SMS outbox, for logging in on the demo
         cookie_secure=False,
+        # Every simulated phone calls from this machine's address: count them by
+        # phone and device, not by address.
+        limit_by_address=False,
+        order_hold_s=seconds(90, 120),
         # at 60x, 30 s of simulated time pass in half a real second
         start_timeout_s=seconds(30, 600),
         order_expire_s=seconds(600, 7200),

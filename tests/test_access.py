@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -137,8 +138,10 @@ async def test_wrong_passwords_and_unknown_logins_look_the_same(api: Api) -> Non
     assert (empty.status_code, empty.json()["code"]) == (422, "invalid_request")
 
 
-async def test_logins_are_throttled_per_name(api_factory: ApiFactory) -> None:
-    async with api_factory(login_failures_per_name=3, login_lockout_s=60) as api:
+async def test_logins_back_off_per_name_and_address(api_factory: ApiFactory) -> None:
+    async with api_factory(
+        login_failures_per_name=3, login_backoff_ms=10_000, login_lockout_s=60
+    ) as api:
         await api.user("staff", "demo", login="wang")
         url, wrong = "/api/v1/auth/password", {"login": "wang", "password": "guess guess"}
         codes = [(await api.client.post(url, json=wrong)).json()["code"] for _ in range(4)]
@@ -146,31 +149,74 @@ async def test_logins_are_throttled_per_name(api_factory: ApiFactory) -> None:
                          "too_many_attempts"]  # fmt: skip
         right = await api.client.post(url, json={"login": "wang", "password": PASSWORD})
         assert (right.status_code, right.json()["code"]) == (429, "too_many_attempts")
-        assert "60 s" in right.json()["message"]
+        assert "10 s" in right.json()["message"]
+        api.clock.now += 10_000
+        # Each further failure doubles the wait: 20 s, then 40 s, at most 60 s.
+        assert (await api.client.post(url, json=wrong)).json()["code"] == "too_many_attempts"
+        api.clock.now += 10_000
+        assert (await api.client.post(url, json=wrong)).json()["code"] == "too_many_attempts"
+        api.clock.now += 19_000
+        assert (await api.client.post(url, json=wrong)).json()["code"] == "too_many_attempts"
+        # Meanwhile the right password from another address is not held up.
+        elsewhere = await _from_address(api, "10.9.9.9").post(
+            url, json={"login": "wang", "password": PASSWORD}
+        )
+        assert elsewhere.status_code == 200, elsewhere.text
         api.clock.now += 60_000
         assert (
             await api.client.post(url, json={"login": "wang", "password": PASSWORD})
         ).status_code == 200
-        # A good login clears the count: two more failures do not lock again.
+        # A good login clears the pair's count: two more failures do not back off.
         for _ in range(2):
             assert (await api.client.post(url, json=wrong)).json()["code"] == "bad_credentials"
 
 
-async def test_logins_are_throttled_per_address(api_factory: ApiFactory) -> None:
+def _from_address(api: Api, host: str) -> httpx.AsyncClient:
+    """A second client of the same app, seen from another address."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=api.app, client=(host, 40000)),
+        base_url="http://api.test",
+    )
+
+
+async def test_guessing_from_an_address_does_not_lock_out_its_right_password(
+    api_factory: ApiFactory,
+) -> None:
     async with api_factory(login_failures_per_address=3, login_failure_window_s=60) as api:
         await api.user("staff", "demo", login="wang")
         url = "/api/v1/auth/password"
-        for name in ("a1", "a2"):  # guessing many names from one address
-            answer = await api.client.post(url, json={"login": name, "password": "x"})
+        for i in range(3):  # guessing many names from one address
+            answer = await api.client.post(url, json={"login": f"a{i}", "password": "x"})
             assert answer.json()["code"] == "bad_credentials"
-        api.clock.now += 61_000  # the window passed: the count starts again
-        for name in ("a3", "a4"):
-            answer = await api.client.post(url, json={"login": name, "password": "x"})
-            assert answer.json()["code"] == "bad_credentials"
-        third = await api.client.post(url, json={"login": "a5", "password": "x"})
-        assert third.json()["code"] == "too_many_attempts"
-        locked = await api.client.post(url, json={"login": "wang", "password": PASSWORD})
-        assert locked.json()["code"] == "too_many_attempts"
+        # Past the address's failures every new failure there backs off at once...
+        fourth = await api.client.post(url, json={"login": "a4", "password": "x"})
+        assert fourth.json()["code"] == "too_many_attempts"
+        again = await api.client.post(url, json={"login": "a4", "password": "y"})
+        assert again.json()["code"] == "too_many_attempts"
+        # ...but the right password of a name not guessed there still logs in.
+        right = await api.client.post(url, json={"login": "wang", "password": PASSWORD})
+        assert right.status_code == 200, right.text
+
+
+async def test_login_attempts_are_rate_limited_per_address(api_factory: ApiFactory) -> None:
+    async with api_factory(logins_per_address_per_min=5) as api:
+        url = "/api/v1/auth/password"
+        codes = [
+            (await api.client.post(url, json={"login": f"n{i}", "password": "x"})).status_code
+            for i in range(7)
+        ]
+        assert codes == [401] * 5 + [429] * 2
+        limited = await api.client.post(url, json={"login": "n9", "password": "x"})
+        assert limited.json()["code"] == "rate_limited"
+        assert limited.headers["Retry-After"] == "60"
+        other = await _from_address(api, "10.9.9.8").post(
+            url, json={"login": "n9", "password": "x"}
+        )
+        assert other.status_code == 401  # another address is not slowed
+        api.clock.now += 60_000
+        assert (
+            await api.client.post(url, json={"login": "n9", "password": "x"})
+        ).status_code == 401
 
 
 async def test_a_disabled_user_cannot_log_in_and_is_logged_out(api: Api) -> None:

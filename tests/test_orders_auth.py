@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
+
 from tests.test_orders_harness import PHONE_A, PHONE_B, pay_env
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ async def test_login_by_sms_code(api_factory: ApiFactory) -> None:
 
 
 async def test_codes_are_rate_limited_and_guesses_are_few(api_factory: ApiFactory) -> None:
-    async with api_factory(dev_endpoints=True) as api:
+    async with api_factory(dev_endpoints=True, sms_per_address_per_hour=50) as api:
         assert (
             await api.client.post("/api/v1/auth/sms", json={"phone": PHONE_A})
         ).status_code == 202
@@ -145,3 +147,34 @@ async def test_residents_see_their_own_orders_only(db_url: str) -> None:
             "/api/v1/orders", json={"shed_id": shed.shed_id, "port": 4, "mode": "until_full"}
         )
         assert (anonymous.status_code, anonymous.json()["code"]) == (422, "phone_required")
+
+
+async def test_sms_codes_are_limited_per_address_and_for_everyone(
+    api_factory: ApiFactory,
+) -> None:
+    async with api_factory(dev_endpoints=True, sms_per_hour=14) as api:
+        phones = [f"1380013{n:04d}" for n in range(16)]
+        answers = [
+            await api.client.post("/api/v1/auth/sms", json={"phone": phone}) for phone in phones
+        ]
+        codes = [(a.status_code, a.json().get("code")) for a in answers]
+        # 16 phones from one address: 10 codes (sms_per_address_per_hour), 6 refused.
+        assert codes == [(202, None)] * 10 + [(429, "rate_limited")] * 6
+        assert "sms per address" in answers[-1].json()["message"]
+        assert answers[-1].json()["scope"] == "sms per address"
+        outbox = (await api.client.get("/api/v1/dev/sms")).json()
+        assert len(outbox) == 10
+        # Other addresses share the bound for all clients (14 an hour here).
+        others = []
+        for n, phone in enumerate(phones[10:]):
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=api.app, client=(f"10.0.0.{n + 1}", 4000)),
+                base_url="http://api.test",
+            )
+            async with client:
+                others.append(await client.post("/api/v1/auth/sms", json={"phone": phone}))
+        assert [a.status_code for a in others] == [202] * 4 + [429] * 2
+        assert others[-1].json()["scope"] == "sms, all clients"
+        api.clock.now += 3_600_000  # a new hour
+        again = await api.client.post("/api/v1/auth/sms", json={"phone": phones[15]})
+        assert again.status_code == 202

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.models import (
@@ -64,6 +64,24 @@ def orders_holding_socket(db: Session, shed_id: str, port: int, now_ms: int) -> 
         )
         .order_by(Order.created_ms)
     ).all()
+
+
+def unpaid_orders_of_client(
+    db: Session, *, phone: str, address: str | None, device_hash: str | None, since_ms: int
+) -> int:
+    """Unpaid orders made after `since_ms` (still in their hold) by this phone,
+    address or device."""
+    who = [Order.phone == phone]
+    if address:
+        who.append(Order.client_address == address[:64])
+    if device_hash:
+        who.append(Order.device_hash == device_hash)
+    count = db.scalar(
+        select(func.count())
+        .select_from(Order)
+        .where(Order.status == "created", Order.created_ms > since_ms, or_(*who))
+    )
+    return int(count or 0)
 
 
 def paid_ports(db: Session, shed_id: str) -> set[int]:

@@ -6,9 +6,10 @@ from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from api.deps import CtxDep, DbDep
+from api.deps import AddressDep, CtxDep, DbDep
 from api.errors import ApiError, Invalid, NotFound, Unauthorized
 from api.models import User
+from api.routes.staff_auth import login_rates
 from api.schemas.orders import PHONE_PATTERN
 from api.schemas.orders_auth import LoginAnswer, LoginIn, SmsIn, SmsSent, SmsView
 from api.services.sms import (
@@ -27,8 +28,10 @@ from api.services.sms_login import (
     user_for_phone,
     user_for_token,
 )
+from api.services.throttle import Rate, hit, rate_key
 
 router = APIRouter(tags=["residents"])
+HOUR_MS = 3_600_000
 
 
 def _token(request: Request) -> str | None:
@@ -66,10 +69,24 @@ def _sender(request: Request) -> SmsSender:
     return cast(SmsSender, getattr(request.app.state, "sms_sender", None) or OutboxSmsSender())
 
 
-@router.post("/auth/sms", status_code=202, responses={429: {"description": "asked too often"}})
-def send_code(body: SmsIn, request: Request, db: DbDep, ctx: CtxDep) -> SmsSent:
-    """Send a 6-digit one-time code to the phone (at most one a minute)."""
+@router.post(
+    "/auth/sms",
+    status_code=202,
+    responses={429: {"description": "sms_too_soon, sms_daily_limit, rate_limited"}},
+)
+def send_code(
+    body: SmsIn, request: Request, db: DbDep, ctx: CtxDep, address: AddressDep
+) -> SmsSent:
+    """Send a 6-digit one-time code to the phone (at most one a minute, a few a day;
+    a few an hour from one address, and a bound for all clients: 429 rate_limited)."""
+    now, settings = ctx.now_ms(), ctx.settings
     with db.begin():
+        rates = {rate_key("sms", "api"): Rate(settings.sms_per_hour, HOUR_MS)}
+        if settings.limit_by_address:
+            rates[rate_key("sms", "address", address)] = Rate(
+                settings.sms_per_address_per_hour, HOUR_MS
+            )
+        hit(db, rates, now)
         sent = send_login_code(
             db, body.phone, now_ms=ctx.now_ms(), settings=ctx.settings, sender=_sender(request)
         )
@@ -77,10 +94,13 @@ def send_code(body: SmsIn, request: Request, db: DbDep, ctx: CtxDep) -> SmsSent:
 
 
 @router.post("/auth/login", responses={429: {"description": "too many wrong codes"}})
-def login(body: LoginIn, response: Response, db: DbDep, ctx: CtxDep) -> LoginAnswer:
+def login(
+    body: LoginIn, response: Response, db: DbDep, ctx: CtxDep, address: AddressDep
+) -> LoginAnswer:
     """Log in with the code: sets the httpOnly session cookie and returns the token."""
     now = ctx.now_ms()
     with db.begin():  # a wrong try is counted even though we answer an error
+        hit(db, login_rates(ctx.settings, address), now)
         result = check_login_code(db, body.phone, body.code, now_ms=now, settings=ctx.settings)
         if result == "ok":
             user = user_for_phone(db, body.phone, now_ms=now)

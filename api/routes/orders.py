@@ -4,18 +4,22 @@ order: it is random and not guessable."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+import secrets
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
-from api.deps import CtxDep, DbDep
+from api.deps import AddressDep, CtxDep, DbDep
 from api.errors import ApiError, Invalid
 from api.payments import BadProviderResponse, PaymentError, ProviderRejected
 from api.repos import orders as order_repo
 from api.routes.auth import LoggedInDep, ResidentDep
 from api.schemas.orders import MySessions, OrderCreated, OrderIn, OrderView, StopAnswer
 from api.services.orders import (
+    Client,
     get_order,
     order_created,
     order_view,
@@ -26,11 +30,17 @@ from api.services.orders import (
     time_expire,
 )
 from api.services.orders_workers import OrdersRuntime
+from api.services.throttle import Rate, hit, rate_key
 
 router = APIRouter(tags=["residents"])
 
 TradeNoPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{6,32}$", description="out_trade_no")]
 MY_ORDERS_LIMIT = 50
+MIN_MS: Final = 60_000
+# A random id the API gives each phone's browser (or app) at its first order,
+# so that one device counts as one client whatever phone numbers it types.
+DEVICE_COOKIE: Final = "ebshed_device"
+DEVICE_TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 class ProviderFailed(ApiError):
@@ -49,26 +59,54 @@ def runtime(ctx: CtxDep) -> OrdersRuntime:
         200: {"description": "this phone's open order, reused", "model": OrderCreated},
         409: {"description": "socket_taken, or why the socket cannot be paid for "
               "(busy, fault, offline, disabled, shed_offline)"},
+        429: {"description": "too_many_unpaid, rate_limited"},
         502: {"description": "provider_rejected; bad_response_signature (the provider's "
               "answer is not signed by its key), bad_response (it cannot be read)"},
         503: {"description": "payments_disabled, provider_unavailable"},
     },
 )  # fmt: skip
 async def create_order(
-    body: OrderIn, ctx: CtxDep, user: ResidentDep, response: Response
+    body: OrderIn,
+    ctx: CtxDep,
+    user: ResidentDep,
+    request: Request,
+    response: Response,
+    address: AddressDep,
 ) -> OrderCreated:
     """Make an order for a socket and create it at the provider. A second scan
-    by the same phone while its order is unpaid gets the same order (200)."""
+    by the same phone while its order is unpaid gets the same order (200).
+    An unpaid order holds the socket `order_hold_s` at most; a client (phone,
+    address, device cookie) holds at most `order_unpaid_per_client` of them
+    (429 too_many_unpaid); creations are rate-limited (429 rate_limited)."""
     rt = runtime(ctx)
     gateway = rt.gateway  # 503 payments_disabled before anything is written
     phone = body.phone or (user.phone if user is not None else None)
     if phone is None:
         raise Invalid("phone is required (or log in first)", code="phone_required")
     user_id = user.id if user is not None and user.phone == phone else None
-    now = ctx.now_ms()
-    reserve = partial(
-        reserve_order, body=body, phone=phone, user_id=user_id, now_ms=now, settings=ctx.settings
+    now, settings = ctx.now_ms(), ctx.settings
+    rates = {
+        rate_key("orders", "phone", phone): Rate(settings.orders_per_phone_per_min, MIN_MS),
+        rate_key("orders", "api"): Rate(settings.orders_per_min, MIN_MS),
+    }
+    if settings.limit_by_address:
+        rates[rate_key("orders", "address", address)] = Rate(
+            settings.orders_per_address_per_min, MIN_MS
+        )
+    await rt.txn(lambda db: hit(db, rates, now))
+    device = request.cookies.get(DEVICE_COOKIE, "")
+    if not DEVICE_TOKEN.fullmatch(device):
+        device = secrets.token_urlsafe(18)
+        response.set_cookie(DEVICE_COOKIE, device, max_age=365 * 86_400, httponly=True,
+                            secure=settings.cookie_secure, samesite="lax", path="/")  # fmt: skip
+    client = Client(
+        address if settings.limit_by_address else None,
+        hashlib.sha256(device.encode()).hexdigest()[:32],
     )
+    reserve = partial(
+        reserve_order, body=body, phone=phone, user_id=user_id, now_ms=now, settings=settings,
+        client=client,
+    )  # fmt: skip
     reserved = await rt.txn(reserve)
     if reserved.superseded:
         rt.kick()  # close them at the provider

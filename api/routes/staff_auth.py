@@ -11,7 +11,7 @@ from api.errors import ApiError, Unauthorized
 from api.schemas.accounts import GrantView, PasswordLoginAnswer, PasswordLoginIn, WhoAmI
 from api.services.accounts import LoggedIn, LoginLimits, password_login
 from api.services.sms_login import COOKIE_NAME
-from api.services.throttle import Limit
+from api.services.throttle import Backoff, Rate, rate_key
 from api.settings import ApiSettings
 
 router = APIRouter(tags=["accounts"])
@@ -21,13 +21,29 @@ class TooManyAttempts(ApiError):
     status, code = 429, "too_many_attempts"
 
 
-def login_limits(settings: ApiSettings) -> LoginLimits:
-    window_ms, lock_ms = settings.login_failure_window_s * 1000, settings.login_lockout_s * 1000
+def login_limits(settings: ApiSettings, address: str) -> LoginLimits:
     return LoginLimits(
-        per_login=Limit(settings.login_failures_per_name, window_ms, lock_ms),
-        per_address=Limit(settings.login_failures_per_address, window_ms, lock_ms),
+        backoff=Backoff(
+            free=settings.login_failures_per_name,
+            per_address=settings.login_failures_per_address,
+            per_name=settings.login_failures_per_name_total,
+            window_ms=settings.login_failure_window_s * 1000,
+            first_ms=settings.login_backoff_ms,
+            most_ms=settings.login_lockout_s * 1000,
+        ),
+        rates=login_rates(settings, address),
         session_hours=settings.staff_session_hours,
     )
+
+
+def login_rates(settings: ApiSettings, address: str) -> dict[str, Rate]:
+    """Login attempts (password or SMS code) per address and for all clients."""
+    rates = {rate_key("logins", "api"): Rate(settings.logins_per_min, 60_000)}
+    if settings.limit_by_address:
+        rates[rate_key("logins", "address", address)] = Rate(
+            settings.logins_per_address_per_min, 60_000
+        )
+    return rates
 
 
 def set_login_cookie(response: Response, token: str, settings: ApiSettings) -> None:
@@ -71,7 +87,7 @@ def login(
     with db.begin():  # a failure is counted although the answer is an error
         result = password_login(
             db, body.login, body.password, address=address, now_ms=now,
-            limits=login_limits(ctx.settings),
+            limits=login_limits(ctx.settings, address),
         )  # fmt: skip
         principal = (
             principal_for_user(db, result.token, now_ms=now)

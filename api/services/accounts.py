@@ -10,7 +10,7 @@ SMS login, api/services/sms_login.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -175,8 +175,9 @@ def session_user(db: Session, token: str, *, now_ms: int) -> User | None:
 
 @dataclass(frozen=True, slots=True)
 class LoginLimits:
-    per_login: throttle.Limit
-    per_address: throttle.Limit
+    backoff: throttle.Backoff
+    # Attempts, whatever their outcome: {rate key: limit} (per address, all clients).
+    rates: Mapping[str, throttle.Rate]
     session_hours: int
 
 
@@ -205,20 +206,19 @@ def password_login(
     """Check a password login; the caller commits whatever the answer (a failure
     is counted even though the answer is an error)."""
     login = login.strip().lower()[:64]
-    login_key, address_key = f"login:{login}", f"ip:{address[:64]}"
-    until = throttle.locked_until(db, (login_key, address_key), now_ms)
+    throttle.hit(db, limits.rates, now_ms)  # RateLimited: 429 rate_limited
+    pair_key = throttle.pair_keys(login, address)[0]
+    until = throttle.locked_until(db, (pair_key,), now_ms)
     if until is not None:
         return Refused("too_many_attempts", until - now_ms)
     user = user_by_login(db, login) if _LOGIN.match(login) else None
     ok = passwords.verify_password(user.password_hash if user else None, password)
     if user is None or user.disabled or not ok:
-        locked = throttle.record_failure(
-            db, {login_key: limits.per_login, address_key: limits.per_address}, now_ms
-        )
+        locked = throttle.record_pair_failure(db, login, address, limits.backoff, now_ms)
         if locked is not None:
             return Refused("too_many_attempts", locked - now_ms)
         return Refused("bad_credentials")
-    throttle.clear(db, login_key)
+    throttle.clear(db, pair_key)
     assert user.password_hash is not None
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)

@@ -17,7 +17,7 @@ from typing import Final, Literal
 
 from sqlalchemy.orm import Session
 
-from api.errors import Conflict, Invalid, NotFound
+from api.errors import ApiError, Conflict, Invalid, NotFound
 from api.models import ChargeSession, Command, Order
 from api.repos import commands as command_repo
 from api.repos import orders as order_repo
@@ -64,6 +64,18 @@ def order_amount(body: OrderIn, settings: ApiSettings) -> int:
     return body.amount_fen
 
 
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who asks for an order, besides the phone: for the unpaid-order limit."""
+
+    address: str | None = None
+    device_hash: str | None = None
+
+
+class TooManyUnpaid(ApiError):
+    status, code = 429, "too_many_unpaid"
+
+
 def reserve_order(
     db: Session,
     body: OrderIn,
@@ -72,8 +84,14 @@ def reserve_order(
     user_id: int | None,
     now_ms: int,
     settings: ApiSettings,
+    client: Client = Client(),
 ) -> Reservation:
-    """Step 1 (in the caller's transaction): the phone's open order, or a new one."""
+    """Step 1 (in the caller's transaction): the phone's open order, or a new one.
+
+    An unpaid order of another phone keeps the socket only for `order_hold_s`;
+    after that it gives way to the new one (`hold_lapsed`). A client (phone,
+    address, device cookie) holds at most `order_unpaid_per_client` unpaid
+    orders in their hold at once: one more is `429 too_many_unpaid`."""
     shed = shed_repo.get_shed(db, body.shed_id)
     if shed is None:
         raise NotFound(f"no shed {body.shed_id}", code="unknown_shed")
@@ -89,7 +107,13 @@ def reserve_order(
         raise Conflict(f"socket {body.port} cannot be paid for now: {reason}", code=reason)
     description = f"{shed.name} {body.port}号插座 充电"[:MAX_DESCRIPTION]
     superseded: list[str] = []
+    hold_ms = settings.order_hold_s * 1000
     for order in holding:
+        lapsed = order.status == "created" and order.created_ms + hold_ms <= now_ms
+        if order.phone != phone and lapsed:  # it held the socket long enough: it gives way
+            _give_way(order, "hold_lapsed", now_ms)
+            superseded.append(order.out_trade_no)
+            continue
         if order.status != "created" or order.phone != phone:
             raise Conflict(
                 f"socket {body.port} is being paid for by someone else", code="socket_taken"
@@ -101,11 +125,19 @@ def reserve_order(
                 order.user_id = user_id
             return Reservation(order, False, description, ())
         # Another choice on a re-scan: this order gives way (closed at the provider later).
-        order.status = "expired"
-        order.problem = "superseded"
-        order.closed_ms = now_ms
-        order.updated_ms = now_ms
+        _give_way(order, "superseded", now_ms)
         superseded.append(order.out_trade_no)
+    unpaid = order_repo.unpaid_orders_of_client(
+        db,
+        phone=phone,
+        address=client.address,
+        device_hash=client.device_hash,
+        since_ms=now_ms - hold_ms,
+    )
+    if unpaid >= settings.order_unpaid_per_client:
+        raise TooManyUnpaid(
+            f"{unpaid} unpaid orders already; pay or wait {settings.order_hold_s} s",
+        )
     tariff = shed_tariff(db, shed)
     order = Order(
         out_trade_no=new_out_trade_no(now_ms),
@@ -113,6 +145,8 @@ def reserve_order(
         port=body.port,
         user_id=user_id,
         phone=phone,
+        client_address=client.address and client.address[:64],
+        device_hash=client.device_hash,
         amount_fen=amount,
         mode=body.mode,
         status="created",
@@ -128,6 +162,14 @@ def reserve_order(
     db.add(order)
     db.flush()
     return Reservation(order, True, description, tuple(superseded))
+
+
+def _give_way(order: Order, problem: str, now_ms: int) -> None:
+    """An unpaid order stops holding its socket (closed at the provider later)."""
+    order.status = "expired"
+    order.problem = problem
+    order.closed_ms = now_ms
+    order.updated_ms = now_ms
 
 
 def store_code_url(db: Session, out_trade_no: str, code_url: str, now_ms: int) -> Order | None:

@@ -1,11 +1,18 @@
-"""Login throttling, in the database so that every API worker counts the same.
+"""Login throttling and rate limits, in the database so that every API worker
+counts the same (rows of `login_throttle`, one per key).
 
-Each failed password login counts against two keys: the login name tried
-(`login:<name>`) and the client address (`ip:<addr>`). A key with
-`max_failures` failures inside `window_ms` is locked for `lock_ms`: every
-login on it answers `429 too_many_attempts` without checking the password,
-so a password cannot be guessed faster than that. A good login clears its
-name's count (not the address's: one office may share one address).
+Failed password logins (`record_pair_failure`): each failure counts against the
+pair (login name, client address) `pair:<name>|<addr>`, the address
+`ip:<addr>` and the name `login:<name>`. A pair past its free failures waits
+a backoff (doubling, capped) before its next try is checked: `429
+too_many_attempts` without looking at the password. An address or a name
+that failed too often overall makes every pair of theirs back off from the
+first failure. Nothing locks a whole address or a whole name: the right
+password from a pair that has not failed logs in, so one attacker behind an
+office's address slows only the names they guess. A good login clears its pair.
+
+Rate limits (`hit`): a fixed window counter per key (`rate:<what>:<who>`);
+a request over any of its limits is refused `429 rate_limited` and not counted.
 
 The `limits` family of libraries keep such counters in memory, Redis or
 Memcached; the API has none of those, only its database, so this is the
@@ -14,21 +21,45 @@ few lines it takes on top of a table (decision 0008).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.errors import ApiError
 from api.models import LoginThrottle
 from api.repos._dialect import insert_ignore
 
 
 @dataclass(frozen=True, slots=True)
-class Limit:
-    max_failures: int
+class Backoff:
+    """Failures of one (name, address) pair in `window_ms`: the `free`-th and each
+    after it waits `first_ms`, doubling, at most `most_ms`. `per_address`
+    and `per_name` failures in the window make `free` zero for their pairs."""
+
+    free: int
+    per_address: int
+    per_name: int
     window_ms: int
-    lock_ms: int
+    first_ms: int
+    most_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    count: int
+    window_ms: int
+
+
+class RateLimited(ApiError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, scope: str, retry_after_ms: int) -> None:
+        retry_s = max(1, -(-retry_after_ms // 1000))
+        super().__init__(f"too many requests ({scope}); try again in {retry_s} s")
+        self.headers = {"Retry-After": str(retry_s)}
+        self.extra = {"scope": scope, "retry_after_s": retry_s}
 
 
 def _lock_rows(db: Session, keys: Iterable[str], now_ms: int) -> list[LoginThrottle]:
@@ -54,20 +85,49 @@ def locked_until(db: Session, keys: Iterable[str], now_ms: int) -> int | None:
     return max(until) if until else None
 
 
-def record_failure(db: Session, limits: dict[str, Limit], now_ms: int) -> int | None:
-    """Count a failed login against each key (with its limit); when this failure
-    locks a key, the time it is locked until."""
-    locked: int | None = None
-    for row in _lock_rows(db, limits, now_ms):
-        limit = limits[row.key]
-        if now_ms - row.window_start_ms > limit.window_ms:
+def pair_keys(name: str, address: str) -> tuple[str, str, str]:
+    """The (pair, address, name) keys of one password login."""
+    name, address = name[:48], address[:64]
+    return f"pair:{name}|{address}", f"ip:{address}", f"login:{name}"
+
+
+def record_pair_failure(
+    db: Session, name: str, address: str, backoff: Backoff, now_ms: int
+) -> int | None:
+    """Count a failed login; the time its pair must wait until, if it must."""
+    keys = pair_keys(name, address)
+    pair, by_address, by_name = _lock_rows(db, keys, now_ms)
+    for row in (pair, by_address, by_name):
+        if now_ms - row.window_start_ms > backoff.window_ms:
             row.window_start_ms, row.failures = now_ms, 0
         row.failures += 1
-        if row.failures >= limit.max_failures:
-            row.locked_until_ms = now_ms + limit.lock_ms
+    hot = by_address.failures > backoff.per_address or by_name.failures > backoff.per_name
+    excess = pair.failures if hot else pair.failures - backoff.free + 1
+    if excess <= 0:
+        return None
+    wait = min(backoff.first_ms * 2 ** min(excess - 1, 30), backoff.most_ms)
+    pair.locked_until_ms = now_ms + wait
+    return pair.locked_until_ms
+
+
+def rate_key(what: str, who: str, value: str | None = None) -> str:
+    """`rate:orders:address=1.2.3.4`; `who` "api" (no value) counts every client."""
+    return f"rate:{what}:{who}" if value is None else f"rate:{what}:{who}={value[:64]}"
+
+
+def hit(db: Session, limits: Mapping[str, Rate], now_ms: int) -> None:
+    """Count one request against each key; `RateLimited` (nothing counted, as the
+    caller's transaction rolls back) if any key is at its limit."""
+    for row in _lock_rows(db, sorted(limits), now_ms):
+        limit = limits[row.key]
+        if now_ms - row.window_start_ms >= limit.window_ms:
             row.window_start_ms, row.failures = now_ms, 0
-            locked = max(locked or 0, row.locked_until_ms)
-    return locked
+        if row.failures >= limit.count:
+            _, what, who = row.key.split(":", 2)
+            who = who.partition("=")[0]
+            scope = f"{what}, all clients" if who == "api" else f"{what} per {who}"
+            raise RateLimited(scope, row.window_start_ms + limit.window_ms - now_ms)
+        row.failures += 1
 
 
 def clear(db: Session, key: str) -> None:

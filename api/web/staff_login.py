@@ -11,8 +11,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.access import principal_for_user
 from api.routes.staff_auth import login_limits, set_login_cookie
-from api.services.accounts import LoggedIn, password_login
+from api.services.accounts import LoggedIn, Refused, password_login
 from api.services.sms_login import COOKIE_NAME, close_session
+from api.services.throttle import RateLimited
 from api.web.i18n import pick_lang
 from api.web.routes import LangQuery, _form
 from api.web.staff_render import ctx_of, render_staff, safe_next, staff_principal
@@ -39,14 +40,17 @@ async def login_submit(request: Request, lang: LangQuery = None) -> Response:
     nxt = safe_next(form.get("next"), "")
     now = ctx.now_ms()
     address = request.client.host if request.client else "unknown"
-    with ctx.sessions() as db, db.begin():
-        result = password_login(db, login, password, address=address, now_ms=now,
-                                limits=login_limits(ctx.settings))  # fmt: skip
-        principal = (
-            principal_for_user(db, result.token, now_ms=now)
-            if isinstance(result, LoggedIn)
-            else None
-        )
+    try:
+        with ctx.sessions() as db, db.begin():
+            result = password_login(db, login, password, address=address, now_ms=now,
+                                    limits=login_limits(ctx.settings, address))  # fmt: skip
+            principal = (
+                principal_for_user(db, result.token, now_ms=now)
+                if isinstance(result, LoggedIn)
+                else None
+            )
+    except RateLimited:
+        result, principal = Refused("too_many_attempts"), None
     if not isinstance(result, LoggedIn) or principal is None:
         why = result.why if not isinstance(result, LoggedIn) else "bad_credentials"
         status = 429 if why == "too_many_attempts" else 401

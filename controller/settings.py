@@ -7,7 +7,9 @@ key that is wrong; nothing starts with a half-valid configuration.
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from controller.config_secrets import apply_secrets
 from controller.core.config import ConfigError, RuleConfig, ShedLayout
 from controller.core.tariffs import Tariff, TariffError, default_tariff, tariff_from_dict
 from firmware_bridge.modbus_line import ModbusConfigError
@@ -188,11 +191,14 @@ class Settings(BaseModel):
         return Path(self.shed.data_dir) / f"{self.shed.id}.sqlite"
 
 
-def load_settings(path: Path) -> Settings:
+def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load a shed config; its secrets may come from the environment or systemd
+    credentials instead of the file (`controller.config_secrets`)."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise ConfigError("unreadable_config", f"{path}: {err}") from err
+    raw = apply_secrets(raw, os.environ if environ is None else environ, str(path))
     return settings_from_dict(raw, str(path))
 
 

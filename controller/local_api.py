@@ -6,6 +6,7 @@ Used by `ebshed port start|stop` and by installers on site. It binds to
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any, Literal
 
@@ -59,6 +60,7 @@ def make_app(service: ControllerService) -> FastAPI:
             "power_w": round(core.shed_power_w(), 1),
             "free_sockets": core.free_sockets(),
             "free_bays": core.free_bays(),
+            "store": dataclasses.asdict(service.store_health),
             "ports": [
                 {
                     "port": p.number,

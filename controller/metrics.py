@@ -12,6 +12,7 @@ Metric names and what they mean: docs/telemetry.md#prometheus-metrics.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 from weakref import WeakKeyDictionary
@@ -25,7 +26,7 @@ from prometheus_client.process_collector import ProcessCollector
 from controller import __version__
 from controller.core.fsm import SocketState
 from controller.core.model import Action, SendCommand, SessionClosed
-from controller.service import ControllerService
+from controller.service import STORE_ERRORS, ControllerService
 from firmware_bridge.messages import CmdAck, DeviceMessage, Telemetry
 from firmware_bridge.modbus_routing import RoutingBridge
 
@@ -325,11 +326,29 @@ class _StateCollector:
             ["reason"],
             {(k,): v for k, v in service.stats.card_refusals.items()},
         )
+        health = service.store_health
         yield _gauge(
-            "ebshed_controller_outbox_depth",
-            "Records waiting in the outbox for the central API.",
-            service.store.outbox_depth(),
+            "ebshed_controller_store_ok",
+            "1 while writes reach the shed's database, 0 while they fail (alarm store_failed).",
+            int(health.ok),
         )
+        yield _counter(
+            "ebshed_controller_store_write_failures",
+            "Writes to the shed's database that failed (each is retried).",
+            [],
+            {(): health.failures},
+        )
+        yield _gauge(
+            "ebshed_controller_store_queued",
+            "Steps (starts, closes, checkpoints, alarms) waiting to be written.",
+            health.queued,
+        )
+        with contextlib.suppress(*STORE_ERRORS):  # a failing store must not fail /metrics
+            yield _gauge(
+                "ebshed_controller_outbox_depth",
+                "Records waiting in the outbox for the central API.",
+                service.store.outbox_depth(),
+            )
         uplink = service.uplink
         if uplink is not None:
             counts = uplink.counts

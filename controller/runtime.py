@@ -26,6 +26,30 @@ from firmware_bridge.mqtt_codec import MqttCodec
 log = logging.getLogger("ebshed.controller")
 
 
+class TaskDied(RuntimeError):
+    """A task the controller cannot run without ended with an error."""
+
+
+def _supervise(
+    tasks: list[asyncio.Task[None]], stop: asyncio.Event, died: list[BaseException]
+) -> None:
+    """A task that raises sets `stop`: the controller winds down and the process
+    exits non-zero (systemd restarts it), instead of running on with dead timers."""
+
+    def done(task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        err = task.exception()
+        assert err is not None
+        log.critical("task %s died: %r; stopping the controller", task.get_name(), err)
+        died.append(TaskDied(f"task {task.get_name()} died: {err!r}"))
+        died[-1].__cause__ = err
+        stop.set()
+
+    for task in tasks:
+        task.add_done_callback(done)
+
+
 def make_bridge(
     settings: Settings, service: ControllerService, clock: Clock
 ) -> MqttBridge | RoutingBridge:
@@ -47,6 +71,7 @@ def make_bridge(
             keepalive_s=m.keepalive,
             username=m.username,
             password=m.password,
+            tls_context=m.tls_context(),
             version=__version__,
         ),
         codec,
@@ -71,23 +96,27 @@ async def running_controller(
     service: ControllerService | None = None,
     *,
     central_loops: bool = True,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[ControllerService]:
     """A connected controller whose timers run until the context exits.
 
     `central_loops=False` builds the link to the central API (`service.uplink`,
-    `service.poller`) without running it: a stepped simulation drives it."""
+    `service.poller`) without running it: a stepped simulation drives it.
+    If one of its tasks dies, `stop` (when given) is set, and leaving the context
+    raises `TaskDied`."""
     service = service or ControllerService(settings, clock)
     export = None
     if settings.telemetry is not None:  # docs/telemetry.md
         export = TelemetryExport(settings.telemetry, service, clock)
     ControllerMetrics.for_service(service).telemetry = export
     bridge = make_bridge(settings, service, clock)
-    stop = asyncio.Event()
+    tick_stop = asyncio.Event()
+    died: list[BaseException] = []
     async with bridge, export or contextlib.nullcontext():
         mqtt = bridge.member("mqtt") if isinstance(bridge, RoutingBridge) else bridge
         assert isinstance(mqtt, MqttBridge)
         await asyncio.wait_for(mqtt.wait_connected(), 30)
-        tasks = [asyncio.create_task(service.run(stop), name="controller-tick")]
+        tasks = [asyncio.create_task(service.run(tick_stop), name="controller-tick")]
         client = None
         if settings.central is not None:
             client = httpx.AsyncClient(
@@ -107,16 +136,19 @@ async def running_controller(
             if central_loops and settings.central.live_every_s > 0:
                 live = LiveSender(service, client, clock, settings.central.live_every_s)
                 tasks.append(asyncio.create_task(live.run(), name="live-snapshots"))
+        _supervise(tasks, stop or tick_stop, died)
         try:
             yield service
         finally:
-            stop.set()
+            tick_stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if client is not None:
                 await client.aclose()
             service.shutdown()
+    if died:
+        raise died[0]
 
 
 async def serve_http(service: ControllerService, listen: str, stop: asyncio.Event) -> None:
@@ -149,7 +181,7 @@ async def run_forever(settings: Settings, clock: Clock, listen: str | None) -> N
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async with running_controller(settings, clock) as service:
+    async with running_controller(settings, clock, stop=stop) as service:
         # Imports leave ~80k long-lived objects; freezing them keeps full collections
         # (which stall the event loop for up to 200 ms) short.
         gc.collect()

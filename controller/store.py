@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,15 @@ from controller.core.chargeend import ChargeEndDetector
 from controller.core.config import RuleConfig
 from controller.core.model import Alarm, Authorization, Card
 from controller.core.model import Session as ChargeSession
-from controller.core.tariffs import Usage, bill_to_dict, tariff_from_dict, tariff_to_dict
-
-SCHEMA_VERSION = 1
+from controller.core.tariffs import (
+    Usage,
+    bill_from_dict,
+    bill_to_dict,
+    tariff_from_dict,
+    tariff_to_dict,
+)
+from controller.faults import crash_point
+from controller.store_schema import upgrade
 
 
 class Base(DeclarativeBase):
@@ -80,8 +87,8 @@ class AlarmRow(Base):
     bay: Mapped[int | None] = mapped_column(Integer, nullable=True)
     board: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sensor: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    active: Mapped[bool] = mapped_column(Boolean)
-    acked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, index=True)
+    acked_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     acked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     note: Mapped[str | None] = mapped_column(String(512), nullable=True)
     cleared_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -159,10 +166,8 @@ def open_engine(path: Path | str) -> Engine:
     engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
-    with Session(engine) as db, db.begin():
-        if db.get(MetaRow, "schema_version") is None:
-            db.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+    with engine.begin() as conn:
+        upgrade(conn, Base.metadata)
     return engine
 
 
@@ -210,11 +215,15 @@ def row_to_session(row: SessionRow, rules: RuleConfig) -> ChargeSession:
         energy_wh=row.energy_wh,
         peak_w=row.peak_w,
         stop_ms=row.stop_ms,
+        ended_ms=row.ended_ms,
         end_reason=row.end_reason,
         lease_until_ms=row.lease_until_ms,
         last_checkpoint_ms=row.updated_ms,
         flags=set(row.flags),
         reasons=[(int(r[0]), str(r[1]), str(r[2])) for r in row.reasons],
+        bill=bill_from_dict(row.bill) if row.bill is not None else None,
+        charged_fen=row.billed_fen,
+        refund_fen=row.refund_fen,
     )
     s.detector.load_seen = any(r[1] in ("charging", "floating") for r in s.reasons)
     return s
@@ -231,10 +240,62 @@ def _session_upsert() -> Any:
 _SESSION_UPSERT = _session_upsert()
 
 
+@dataclass(frozen=True, slots=True)
+class Debit:
+    uid: str
+    fen: int
+    balance_fen: int
+    session_id: str
+
+
+@dataclass(slots=True)
+class StoreWrite:
+    """What one step of the controller must store, written in one transaction.
+
+    A session's close, its bill, its card debit and its outbox record are one
+    step: they land together or not at all (docs/operations.md)."""
+
+    sessions: dict[str, ChargeSession] = field(default_factory=dict)
+    opened: set[str] = field(default_factory=set)  # ids of sessions started in this step
+    closed: set[str] = field(default_factory=set)
+    alarms: dict[str, Alarm] = field(default_factory=dict)
+    debits: list[Debit] = field(default_factory=list)
+    records: list[tuple[str, str, int, dict[str, Any]]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.sessions or self.alarms or self.debits or self.records)
+
+    def drop_session(self, session_id: str) -> None:
+        """Forget a start that will not be stored (it was undone)."""
+        self.sessions.pop(session_id, None)
+        self.opened.discard(session_id)
+        self.records = [r for r in self.records if not (r[0] == "session" and r[1] == session_id)]
+
+
 class EdgeStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def write(self, w: StoreWrite, now_ms: int) -> None:
+        """Store one step in one transaction (nothing of it if anything fails)."""
+        step = "open" if w.opened else "close" if w.closed else None
+        with self._sessions.begin() as db:
+            if w.sessions:
+                rows = [session_to_row(s, now_ms) for s in w.sessions.values()]
+                db.execute(_SESSION_UPSERT, rows)
+            for a in w.alarms.values():
+                db.merge(AlarmRow(**{k: getattr(a, k) for k in _ALARM_FIELDS}))
+            for d in w.debits:
+                _debit(db, d, now_ms)
+            if w.records:
+                _enqueue(db, w.records)
+            if step is not None:
+                crash_point(f"{step}:before_commit")
+        if step is not None:
+            crash_point(f"{step}:after_commit")
+        if w.records:
+            crash_point("outbox:after_enqueue")
 
     def save_sessions(self, sessions: Iterable[ChargeSession], now_ms: int) -> None:
         rows = [session_to_row(s, now_ms) for s in sessions]
@@ -247,30 +308,11 @@ class EdgeStore:
             conn.execute(_SESSION_UPSERT, rows)
 
     def save_alarms(self, alarms: Iterable[Alarm]) -> None:
-        with self._sessions.begin() as db:
-            for a in alarms:
-                db.merge(AlarmRow(**{k: getattr(a, k) for k in _ALARM_FIELDS}))
+        self.write(StoreWrite(alarms={a.id: a for a in alarms}), 0)
 
     def debit_card(self, uid: str, fen: int, balance_fen: int, session_id: str, ts_ms: int) -> None:
         """Record a card debit once per session (a replay after restart is a no-op)."""
-        with self._sessions.begin() as db:
-            seen = db.scalar(select(CardLedgerRow).where(CardLedgerRow.session_id == session_id))
-            if seen is not None:
-                return
-            card = db.get(CardRow, uid)
-            if card is None:
-                return
-            card.balance_fen = balance_fen
-            db.add(
-                CardLedgerRow(
-                    uid=uid,
-                    session_id=session_id,
-                    delta_fen=-fen,
-                    balance_after_fen=balance_fen,
-                    ts_ms=ts_ms,
-                    note="session",
-                )
-            )
+        self.write(StoreWrite(debits=[Debit(uid, fen, balance_fen, session_id)]), ts_ms)
 
     def upsert_card(self, card: Card, ts_ms: int, note: str = "top-up") -> None:
         with self._sessions.begin() as db:
@@ -308,6 +350,15 @@ class EdgeStore:
             rows = db.scalars(select(SessionRow).where(SessionRow.ended_ms.is_(None))).all()
             return [row_to_session(r, rules) for r in rows]
 
+    def closed_sessions(self, rules: RuleConfig, limit: int | None = None) -> list[ChargeSession]:
+        """Closed sessions, oldest first (`limit`: only the newest that many)."""
+        with self._sessions() as db:
+            query = select(SessionRow).where(SessionRow.ended_ms.is_not(None))
+            if limit is not None:
+                query = query.order_by(SessionRow.ended_ms.desc()).limit(limit)
+            rows = sorted(db.scalars(query), key=lambda r: (r.ended_ms or 0, r.started_ms))
+            return [row_to_session(r, rules) for r in rows]
+
     def open_alarms(self) -> list[Alarm]:
         with self._sessions() as db:
             rows = db.scalars(
@@ -329,18 +380,8 @@ class EdgeStore:
     def enqueue(self, records: Iterable[tuple[str, str, int, dict[str, Any]]]) -> int:
         """Add (kind, key, ts_ms, data) records to the outbox, each with the next version
         of its key, in one transaction. Returns how many were added."""
-        n = 0
         with self._sessions.begin() as db:
-            for kind, key, ts_ms, data in records:
-                ver = db.get(RecordVersionRow, (kind, key))
-                if ver is None:
-                    ver = RecordVersionRow(kind=kind, key=key, version=0)
-                    db.add(ver)
-                ver.version += 1
-                db.add(OutboxRow(id=uuid.uuid4().hex, kind=kind, key=key, version=ver.version,
-                                 ts_ms=ts_ms, data=data))
-                n += 1
-        return n
+            return _enqueue(db, records)
 
     def outbox_batch(self, limit: int) -> list[dict[str, Any]]:
         with self._sessions() as db:
@@ -390,3 +431,35 @@ class EdgeStore:
 
 
 _ALARM_FIELDS = tuple(f.name for f in dataclasses.fields(Alarm))
+
+
+def _debit(db: Session, d: Debit, ts_ms: int) -> None:
+    seen = db.scalar(select(CardLedgerRow.id).where(CardLedgerRow.session_id == d.session_id))
+    card = db.get(CardRow, d.uid)
+    if seen is not None or card is None:
+        return
+    card.balance_fen = d.balance_fen
+    db.add(
+        CardLedgerRow(
+            uid=d.uid,
+            session_id=d.session_id,
+            delta_fen=-d.fen,
+            balance_after_fen=d.balance_fen,
+            ts_ms=ts_ms,
+            note="session",
+        )
+    )
+
+
+def _enqueue(db: Session, records: Iterable[tuple[str, str, int, dict[str, Any]]]) -> int:
+    n = 0
+    for kind, key, ts_ms, data in records:
+        ver = db.get(RecordVersionRow, (kind, key))
+        if ver is None:
+            ver = RecordVersionRow(kind=kind, key=key, version=0)
+            db.add(ver)
+        ver.version += 1
+        db.add(OutboxRow(id=uuid.uuid4().hex, kind=kind, key=key, version=ver.version,
+                         ts_ms=ts_ms, data=data))  # fmt: skip
+        n += 1
+    return n

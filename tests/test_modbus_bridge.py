@@ -455,10 +455,10 @@ async def test_the_controller_runs_a_session_on_a_modbus_socket_from_a_card(tmp_
                 service.tick()
             board.tap_card(4, "04A1B2C3", clock.now_ms())  # the same card again: stop
             await shed.until(lambda: service.stats.sessions_closed == 1)
+        (session,) = service.closed  # read from the store, before it is closed
     finally:
         engine.dispose()
     assert not board.relay(4)
-    (session,) = service.closed
     assert session.port == 5 and session.end_reason == "card_stop"
     assert abs(session.energy_wh - board.true_wh(4)) <= 1.0
     assert session.energy_wh > 3

@@ -36,6 +36,7 @@ class Trigger(str, Enum):
     DISABLE = "disable"
     ENABLE = "enable"
     RESUME = "resume"  # restart: an open session found running on its socket
+    UNDO_START = "undo_start"  # the store could not record the start: undone, relay never on
 
 
 S = SocketState
@@ -48,6 +49,7 @@ TRANSITIONS: dict[tuple[SocketState, Trigger], SocketState] = {
     (S.IDLE, T.AUTHORIZE): S.AUTHORIZED,
     (S.IDLE, T.RESUME): S.CHARGING,
     (S.AUTHORIZED, T.LOAD_DETECTED): S.CHARGING,
+    (S.AUTHORIZED, T.UNDO_START): S.IDLE,
     (S.CHARGING, T.FULL_DETECTED): S.FLOATING,
     (S.FLOATING, T.RECHARGE): S.CHARGING,
     (S.FINISHING, T.OFF_CONFIRMED): S.IDLE,

@@ -32,7 +32,7 @@ from controller.core.model import (
     SessionClosed,
     SessionOpened,
 )
-from controller.core.tariffs import Tariff, Usage, compute_bill
+from controller.core.tariffs import Tariff, Usage, closing_bill
 from firmware_bridge.messages import (
     BayOccupancy,
     BoardStatus,
@@ -142,6 +142,7 @@ class ShedCore:
         self.pending: dict[str, PendingCommand] = {}
         self.counters = Counters()
         self._over_budget_since: int | None = None
+        self._started_ms = now_ms  # a board is waited for from here after a restart
 
     # ---- queries -----------------------------------------------------------
 
@@ -277,6 +278,34 @@ class ShedCore:
         if not alarm.active:
             del self.alarms[alarm_id]
         return None, [AlarmChanged(alarm)]
+
+    def undo_start(self, session_id: str, now_ms: int) -> list[Action]:
+        """Take back a start the store could not record, before its relay-on went out.
+
+        Only a session still waiting for its first load can be undone: nothing has
+        flowed, nobody is billed, and the socket is free again."""
+        for p in self.ports.values():
+            s = p.session
+            if s is None or s.id != session_id or p.state is not S.AUTHORIZED:
+                continue
+            for cmd_id in [k for k, c in self.pending.items() if c.session_id == session_id]:
+                del self.pending[cmd_id]
+            actions: list[Action] = []
+            self._move(p, Trigger.UNDO_START, "start not stored", now_ms, actions)
+            p.session, p.commanded_on, p.on_acked = None, False, False
+            return actions
+        return []
+
+    def store_trouble(self, detail: str | None, now_ms: int) -> list[Action]:
+        """Raise (detail given) or clear (None) the `store_failed` alarm."""
+        current = [a for a in self.alarms.values() if a.kind == "store_failed" and a.active]
+        if detail is None:
+            return self._clear_alarms(lambda a: a in current, now_ms)
+        if current:
+            return []
+        actions: list[Action] = []
+        self._raise(Alarm(self._new_id(), "store_failed", now_ms, detail), actions)
+        return actions
 
     def set_cards(self, cards: Iterable[Card]) -> None:
         self.cards = {c.uid: c for c in cards}
@@ -545,9 +574,9 @@ class ShedCore:
         r = self.rules
         age_ms = now_ms - s.started_ms
         if p.state is S.OFFLINE or s.stop_ms is not None:
-            # Waiting for a board that does not answer: its lease has cut the
-            # relay by now, so the session closes on the last register read.
-            if now_ms > s.lease_until_ms + r.heartbeat_s * 1000:
+            # Waiting for a board that does not answer: once its lease has surely cut
+            # the relay, the session closes on the last register read.
+            if now_ms > self._relay_surely_off_ms(p, s) + r.heartbeat_s * 1000:
                 if s.stop_ms is None:
                     self._end(p, "board_offline", now_ms, actions)
                 s.flags.add("closed_without_board")
@@ -573,6 +602,24 @@ class ShedCore:
         if p.session is s and now_ms - s.last_checkpoint_ms >= CHECKPOINT_EVERY_MS:
             s.last_checkpoint_ms = now_ms
             actions.append(SessionCheckpoint(s))
+
+    def _relay_surely_off_ms(self, p: Port, s: Session) -> int:
+        """When a silent board's lease has cut this session's relay, at the latest.
+
+        While the controller runs, `lease_until_ms` is exact. A restored session's
+        stored lease may be older than the board's (renewals are not written), so the
+        lease is counted from the controller's own start, which no renewal can pass.
+        A board is waited for until it has stayed silent past its offline rule,
+        counted from when it was last heard, or from the start: a board that reports
+        reconciles the session from its register instead."""
+        r = self.rules
+        until = s.lease_until_ms
+        if "restored" in s.flags:
+            until = max(until, self._started_ms + r.lease_s * 1000)
+        if p.state is S.OFFLINE:
+            heard = max(self.board_seen.get(p.board, 0), self._started_ms)
+            until = max(until, heard + r.heartbeat_s * r.offline_after_heartbeats * 1000)
+        return until
 
     def _budget(self, now_ms: int, actions: list[Action]) -> None:
         r = self.rules
@@ -688,13 +735,15 @@ class ShedCore:
             and register_delta(s.first_wh, s.last_wh) != s.energy_wh
         ):
             s.flags.add("energy_mismatch")
-        bill = compute_bill(s.tariff, s.usage, s.stop_ms)
-        if s.end_reason in ("no_load", "start_failed") or s.energy_wh == 0:
-            charged = 0  # nothing flowed: nothing is owed (start fees included)
-        else:
-            charged = bill.total_fen
+        not_charged = None  # nothing flowed: nothing is owed (start fees included)
+        if s.end_reason == "start_failed":
+            not_charged = "start_failed"
+        elif s.end_reason == "no_load" or s.energy_wh == 0:
+            not_charged = "nothing_drawn"
+        bill = closing_bill(s.tariff, s.usage, s.stop_ms, prepaid_fen=s.auth.prepaid_fen,
+                            not_charged=not_charged)  # fmt: skip
+        charged = bill.total_fen  # the receipt's lines add up to it
         if s.auth.prepaid_fen is not None:
-            charged = min(charged, s.auth.prepaid_fen)
             s.refund_fen = s.auth.prepaid_fen - charged if s.auth.kind == "order" else 0
         s.bill, s.charged_fen = bill, charged
         p.session = None
@@ -763,20 +812,28 @@ class ShedCore:
         """An open session meets its socket again (restart, or board back online)."""
         s = p.session
         assert s is not None
-        if t.relay and s.stop_ms is None:
-            s.flags.discard("restored")
+        s.flags.discard("restored")
+        if t.relay:
             self._catch_up(p, s, t, now_ms)
             self._move(p, Trigger.RESUME, "resumed after reconnect", now_ms, actions)
             s.detector.load_seen = True
-            self._command(p, "renew", now_ms, actions)
             p.on_acked = True
+            if s.stop_ms is None:
+                self._command(p, "renew", now_ms, actions)
+            else:  # it was being stopped when we lost it: stop it again
+                self._move(p, Trigger.STOP, s.end_reason or "stopped", now_ms, actions)
+                self._command(p, "off", now_ms, actions)
             return
-        # The relay is off: the lease cut it while we were away. Bill what the
-        # register shows flowed, then free the socket.
-        s.flags.discard("restored")
+        # The relay is off: the lease cut it while we were away (or the board
+        # rebooted). Bill what the register shows flowed, then free the socket.
         if s.stop_ms is None:
-            s.stop_ms, s.end_reason = now_ms, "interrupted"
-            s.usage.extend_to(now_ms)
+            # Time is billed up to the lease's end, not the time we were away: a
+            # restored session's stored lease is its last checkpoint's, never later
+            # than the board's own.
+            cut_ms = min(now_ms, s.lease_until_ms) if s.lease_until_ms > s.started_ms else now_ms
+            cut_ms = max(cut_ms, s.usage.last_ms)
+            s.stop_ms, s.end_reason = cut_ms, "interrupted"
+            s.usage.extend_to(cut_ms)
         self._catch_up(p, s, t, now_ms)
         self._close(p, now_ms, actions)
         self._move(p, Trigger.BOARD_ONLINE, "board online", now_ms, actions)

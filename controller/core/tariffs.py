@@ -882,6 +882,36 @@ def compute_bill(
     return Bill(tuple(lines), total)
 
 
+# Why a closed session is not charged at all (controller/core/shed.py), and its bill line.
+NOT_CHARGED_LABELS: Final[dict[str, tuple[str, str]]] = {
+    "nothing_drawn": ("未用电，不收费", "Nothing drawn, not charged"),
+    "start_failed": ("未能开始充电，不收费", "Charging did not start, not charged"),
+}
+
+
+def closing_bill(
+    tariff: Tariff,
+    usage: Usage,
+    stop_ms: int,
+    *,
+    prepaid_fen: int | None = None,
+    not_charged: str | None = None,
+) -> Bill:
+    """The bill a session closes with; its lines always add up to what is charged.
+
+    `compute_bill` at `stop_ms`, capped at `prepaid_fen` (a `prepaid_cap` line).
+    With `not_charged` (a key of NOT_CHARGED_LABELS: nothing was drawn, or the
+    socket never switched on) nothing is owed, start fee included: a last
+    `not_charged` line takes the whole amount off, so the total is 0 and the
+    resident still sees what the time would have cost."""
+    bill = compute_bill(tariff, usage, stop_ms, prepaid_fen=prepaid_fen)
+    if not_charged is None:
+        return bill
+    zh, en = NOT_CHARGED_LABELS[not_charged]
+    line = BillLine("not_charged", zh, en, usage.total_wh, "Wh", -bill.total_fen)
+    return Bill((*bill.lines, line), 0)
+
+
 _ExactLine = tuple[str, str, str, Decimal | int, str, Fraction]
 
 

@@ -297,19 +297,6 @@ class EdgeStore:
         if w.records:
             crash_point("outbox:after_enqueue")
 
-    def save_sessions(self, sessions: Iterable[ChargeSession], now_ms: int) -> None:
-        rows = [session_to_row(s, now_ms) for s in sessions]
-        if not rows:
-            return
-        # One upsert, run for every row (a checkpoint writes every open session each
-        # minute): no read-before-write per row, and one statement compiled once,
-        # whatever the number of rows.
-        with self.engine.begin() as conn:
-            conn.execute(_SESSION_UPSERT, rows)
-
-    def save_alarms(self, alarms: Iterable[Alarm]) -> None:
-        self.write(StoreWrite(alarms={a.id: a for a in alarms}), 0)
-
     def debit_card(self, uid: str, fen: int, balance_fen: int, session_id: str, ts_ms: int) -> None:
         """Record a card debit once per session (a replay after restart is a no-op)."""
         self.write(StoreWrite(debits=[Debit(uid, fen, balance_fen, session_id)]), ts_ms)
@@ -376,12 +363,6 @@ class EdgeStore:
 
 
     # ---- uplink outbox and central commands ---------------------------------
-
-    def enqueue(self, records: Iterable[tuple[str, str, int, dict[str, Any]]]) -> int:
-        """Add (kind, key, ts_ms, data) records to the outbox, each with the next version
-        of its key, in one transaction. Returns how many were added."""
-        with self._sessions.begin() as db:
-            return _enqueue(db, records)
 
     def outbox_batch(self, limit: int) -> list[dict[str, Any]]:
         with self._sessions() as db:

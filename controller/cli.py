@@ -20,11 +20,13 @@ sim_app = typer.Typer(help="Simulated devices.", no_args_is_help=True)
 port_app = typer.Typer(help="Local operator commands for one socket.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks (figures go to docs/benchmarks.md).", no_args_is_help=True)
 user_app = typer.Typer(help="Central API users (staff, office, admin).", no_args_is_help=True)
+deploy_app = typer.Typer(help="Files for installing a shed.", no_args_is_help=True)
 app.add_typer(controller_app, name="controller")
 app.add_typer(sim_app, name="sim")
 app.add_typer(port_app, name="port")
 app.add_typer(bench_app, name="bench")
 app.add_typer(user_app, name="user")
+app.add_typer(deploy_app, name="deploy")
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8181"
 ApiDatabaseUrl = Annotated[
@@ -148,13 +150,27 @@ def sim_shed(
     config: Annotated[Path, typer.Option(help="The same shed config the controller uses.")],
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 1.0,
     seed: Annotated[int, typer.Option()] = 7,
+    credentials: Annotated[
+        Path | None,
+        typer.Option(envvar="EBSHED_DEVICE_CREDENTIALS",
+                     help="Devices log in as themselves: credentials.toml of deploy broker."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = True,
 ) -> None:
     """Simulated socket boards (with e-bikes arriving) for a shed config."""
+    import os
+
+    from controller.mqtt_logins import CredentialsError, read_credentials
     from simulators.demo import run_sim_shed
 
     _logging(verbose)
     settings = _load(config)
+    if credentials is not None:
+        try:
+            read_credentials(credentials)
+        except CredentialsError as err:
+            _fail(f"{err.message} [{err.code}]")
+        os.environ["EBSHED_DEVICE_CREDENTIALS"] = str(credentials)  # read by the device runner
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_sim_shed(settings, speed, seed))
 
@@ -333,6 +349,61 @@ def user_add(
         _fail(f"{err.message} [{err.code}]")
     where = ", ".join(compound) if compound else "every compound"
     typer.echo(f"user {login} (id {user_id}): {role} in {where}")
+
+
+@deploy_app.command("broker")
+def deploy_broker_files(
+    config: Annotated[
+        list[Path],
+        typer.Option(help="Shed config (TOML); repeat it for a broker of several sheds."),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for passwd, ebshed.acl, ebshed.conf, ...")],
+    broker_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the files will live on the broker (default: --out)."),
+    ] = None,
+    plain_port: Annotated[
+        int, typer.Option(help="Plain listener on 127.0.0.1 for the controller; 0: none.")
+    ] = 1883,
+    tls_port: Annotated[int, typer.Option(help="TLS listener for the devices; 0: none.")] = 8883,
+    tls_bind: Annotated[
+        str | None, typer.Option(help="Address of the TLS listener (default: every interface).")
+    ] = None,
+    certs: Annotated[
+        Path | None,
+        typer.Option(help="ca.crt, server.crt, server.key on the broker (default: its certs/)."),
+    ] = None,
+    require_certificate: Annotated[
+        bool, typer.Option(help="TLS clients must also show a certificate of the CA.")
+    ] = False,
+    rotate: Annotated[
+        list[str] | None,
+        typer.Option(help="Give this login a new password (repeat it), e.g. demo-1.board.b1."),
+    ] = None,
+) -> None:
+    """Mosquitto password file, ACL and listeners: one login per board, sensor and controller."""
+    from controller.deploy_broker import BrokerOptions, DeployError, deploy_broker
+
+    configs = [_load(path) for path in config]
+    options = BrokerOptions(
+        broker_dir=(broker_dir or out).absolute(),
+        plain_port=plain_port,
+        tls_port=tls_port,
+        tls_bind=tls_bind,
+        certs_dir=certs.absolute() if certs is not None else None,
+        require_certificate=require_certificate,
+    )
+    try:
+        result = deploy_broker(configs, out, options, rotate=rotate or [])
+    except DeployError as err:
+        _fail(f"{err.message} [{err.code}]")
+    for path in result.files:
+        typer.echo(str(path))
+    typer.echo(
+        f"{result.logins} logins: {len(result.created)} new passwords, "
+        f"{len(result.kept)} kept, {len(result.dropped)} dropped"
+        + (f" ({', '.join(result.dropped)})" if result.dropped else "")
+    )
 
 
 @bench_app.command("telemetry")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +40,28 @@ class MqttSettings(BaseModel):
     password: str | None = None
     keepalive: int = Field(default=30, ge=5, le=600)
     client_id: str | None = None
+    # TLS to the broker (docs/configuration.md#mqtt): off for the plain listener on 127.0.0.1.
+    tls: bool = False
+    ca_file: str | None = None  # the CA of the broker's certificate; default: the system's CAs
+    cert_file: str | None = None  # a client certificate, for brokers that ask for one ...
+    key_file: str | None = None  # ... and its key
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> MqttSettings:
+        if not self.tls and (self.ca_file or self.cert_file or self.key_file):
+            raise ValueError("ca_file, cert_file and key_file need tls = true")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for the broker connection (hostname checked), or None without TLS."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file is not None:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
 
 
 class CentralSettings(BaseModel):
@@ -113,6 +136,14 @@ class BusSettings(BaseModel):
     card_every_cycles: int = 1
 
 
+class SensorSettings(BaseModel):
+    """A smoke, temperature or water sensor publishing on `env/{id}`; it gets a broker login."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=SHED_ID_PATTERN)
+    kind: Literal["smoke", "temp", "water"] = "smoke"
+
+
 class ShedSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=SHED_ID_PATTERN)
@@ -129,6 +160,7 @@ class Settings(BaseModel):
     boards: list[BoardSettings] = Field(min_length=1)
     buses: list[BusSettings] = []
     bays: dict[str, int | None] = {}
+    sensors: list[SensorSettings] = []
     rules: dict[str, Any] = {}
     tariff: dict[str, Any] | None = None
     cards: list[dict[str, Any]] = []
@@ -141,6 +173,12 @@ class Settings(BaseModel):
         if unknown:
             raise ValueError(f"unknown rule(s): {', '.join(sorted(unknown))}")
         return v
+
+    @model_validator(mode="after")
+    def _sensors_unique(self) -> Settings:
+        if len({s.id for s in self.sensors}) != len(self.sensors):
+            raise ValueError("two sensors with the same id")
+        return self
 
     @model_validator(mode="after")
     def _buses_known(self) -> Settings:
@@ -214,6 +252,9 @@ def settings_from_dict(raw: dict[str, Any], source: str = "config") -> Settings:
         settings.rule_config().validate()
         settings.tariff_model()
         settings.modbus_buses()
+        settings.mqtt.tls_context()
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError("invalid_tls", f"{source}: mqtt: {err}") from err
     except TariffError as err:
         raise ConfigError("invalid_tariff", f"{source}: tariff: {err}") from err
     except ModbusConfigError as err:

@@ -43,6 +43,7 @@ import contextlib
 import inspect
 import logging
 import socket
+import ssl
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ class MqttSettings:
     keepalive_s: int = 30
     username: str | None = None
     password: str | None = None
+    tls_context: ssl.SSLContext | None = None  # None: plain MQTT
     version: str = "unknown"  # controller version, published in controller/status
     timeout_s: float = 10.0  # connect, subscribe and publish confirmations
     ack_timeout_s: float = 5.0
@@ -445,6 +447,7 @@ class MqttBridge(StartStop):
             identifier=s.client_id,
             username=s.username,
             password=s.password,
+            tls_context=s.tls_context,
             keepalive=s.keepalive_s,
             timeout=s.timeout_s,
             will=aiomqtt.Will(

@@ -2,9 +2,15 @@
 
 One MQTT connection per board (its last will is the retained
 `{"online": false}` on its status topic, so a power cut shows as offline) and
-one shared connection for the sensors. Boards subscribe to their ports' `cmd`
-topics; each command is fed to `SimBoard.handle` the moment it arrives, and
-whatever the model returns is published with the contract's QoS and retain.
+one shared connection for the sensors. With per-device credentials (a broker
+set up by `ebshed deploy broker`) every device logs in as itself, so each
+sensor gets a connection of its own too; `credentials` maps login names to
+passwords, and without it the runner takes the credentials file named by
+`EBSHED_DEVICE_CREDENTIALS`, if that is set. `tls_context` connects over TLS.
+
+Boards subscribe to their ports' `cmd` topics; each command is fed to
+`SimBoard.handle` the moment it arrives, and whatever the model returns is
+published with the contract's QoS and retain.
 
 paho-mqtt 2.x is driven by the asyncio loop through its socket callbacks (the
 same technique as aiomqtt), so there are no threads, and publishing is a
@@ -23,20 +29,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
-from collections.abc import Callable, Coroutine, Iterable
+import ssl
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from controller.clock import Clock
+from controller.mqtt_logins import CredentialsError, login_name, read_credentials
 from simulators.board import SimBoard
+from simulators.sensors import BaySensor, EnvSensor
 from simulators.wire import Device, Outgoing, check_id
 
 log = logging.getLogger(__name__)
 
 _BARRIER_ROOT = "ebs-sim"  # outside the contract's `ebs/v1/` tree on purpose
+CREDENTIALS_ENV = "EBSHED_DEVICE_CREDENTIALS"
 
 
 class RunnerError(Exception):
@@ -53,6 +65,21 @@ class DrainTimeout(RunnerError):
     code = "drain_timeout"
 
 
+class MissingLogin(RunnerError):
+    code = "missing_login"
+
+
+def credentials_from_environment() -> dict[str, str] | None:
+    """The credentials file named by `EBSHED_DEVICE_CREDENTIALS`, or None if unset."""
+    path = os.environ.get(CREDENTIALS_ENV)
+    if not path:
+        return None
+    try:
+        return read_credentials(Path(path))
+    except CredentialsError as err:
+        raise RunnerError(f"{CREDENTIALS_ENV}: {err.message}") from err
+
+
 class _Link:
     """One MQTT connection: a paho client whose sockets the asyncio loop watches."""
 
@@ -65,9 +92,11 @@ class _Link:
         subscriptions: list[str],
         on_message: Callable[[mqtt.MQTTMessage], None] | None,
         on_connected: Callable[[], None],
+        login: tuple[str, str] | None = None,
     ) -> None:
         self.runner = runner
         self.client_id = client_id
+        self.login = login  # (username, password), or None: anonymous
         self.will = will
         self.subscriptions = subscriptions
         self.on_message = on_message
@@ -111,6 +140,10 @@ class _Link:
         if self.will is not None:
             w = self.will
             client.will_set(w.topic, w.payload, w.qos, w.retain)
+        if self.login is not None:
+            client.username_pw_set(*self.login)
+        if runner.tls_context is not None:
+            client.tls_set_context(runner.tls_context)
         self._connack = self._loop.create_future()
         self._closed = self._loop.create_future()
         self.client = client
@@ -229,8 +262,16 @@ class _Link:
         # Small MQTT packets must not wait for Nagle's algorithm (up to 40 ms each).
         with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._loop.add_reader(sock, client.loop_read)
+        self._loop.add_reader(sock, self._read, client, sock)
         self._misc = self.runner.spawn(self._misc_loop(client))
+
+    @staticmethod
+    def _read(client: mqtt.Client, sock: Any) -> None:
+        client.loop_read()
+        # TLS: bytes already decrypted wake no reader; read them now.
+        pending = getattr(sock, "pending", None)
+        while pending is not None and client.socket() is sock and pending() > 0:
+            client.loop_read()
 
     def _on_socket_close(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
         with contextlib.suppress(ValueError, OSError):
@@ -342,6 +383,8 @@ class MqttDeviceRunner:
         max_pending: int = 20_000,
         client_id_prefix: str = "ebs-sim",
         announce_offline_on_close: bool = True,
+        credentials: Mapping[str, str] | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -354,6 +397,10 @@ class MqttDeviceRunner:
         self.max_pending = max_pending
         self.client_id_prefix = client_id_prefix
         self.announce_offline_on_close = announce_offline_on_close
+        self.credentials = (
+            dict(credentials) if credentials is not None else credentials_from_environment()
+        )
+        self.tls_context = tls_context
         self.boards: dict[str, SimBoard] = {}
         self.sensors: list[Device] = []
         for device in devices:
@@ -370,7 +417,7 @@ class MqttDeviceRunner:
         self.commands_handled = 0
         self.errors = 0
         self._links: dict[str, _Link] = {}
-        self._sensor_link: _Link | None = None
+        self._sensor_links: dict[int, _Link] = {}  # id(sensor) -> its link (maybe shared)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
 
@@ -388,20 +435,14 @@ class MqttDeviceRunner:
         if self._started:
             return
         self._started = True
-        for board in self.boards.values():
-            self._links[board.board_id] = self._board_link(board)
-        if self.sensors:
-            self._sensor_link = _Link(
-                self,
-                f"{self.client_id_prefix}-{self.shed}-sensors",
-                will=None,
-                subscriptions=[],
-                on_message=None,
-                on_connected=lambda: None,
-            )
-        links = list(self._links.values())
-        if self._sensor_link is not None:
-            links.append(self._sensor_link)
+        try:
+            for board in self.boards.values():
+                self._links[board.board_id] = self._board_link(board)
+            self._sensor_links = self._make_sensor_links()
+        except MissingLogin:
+            self._started = False
+            raise
+        links = self._all_links()
         results = await asyncio.gather(
             *(link.open() for link in links if self._powered(link)), return_exceptions=True
         )
@@ -409,6 +450,37 @@ class MqttDeviceRunner:
         if errors:
             await self.close()
             raise errors[0]
+
+    def _login(self, username: str) -> tuple[str, str] | None:
+        if self.credentials is None:
+            return None
+        password = self.credentials.get(username)
+        if password is None:
+            raise MissingLogin(f"no password for MQTT login {username} in the credentials")
+        return username, password
+
+    def _make_sensor_links(self) -> dict[int, _Link]:
+        def link(suffix: str, login: tuple[str, str] | None) -> _Link:
+            return _Link(self, f"{self.client_id_prefix}-{self.shed}-{suffix}", will=None,
+                         subscriptions=[], on_message=None, on_connected=lambda: None,
+                         login=login)  # fmt: skip
+
+        if not self.sensors:
+            return {}
+        if self.credentials is None:  # anonymous: one connection for every sensor
+            shared = link("sensors", None)
+            return {id(sensor): shared for sensor in self.sensors}
+        links = {}
+        for sensor in self.sensors:
+            if isinstance(sensor, BaySensor):
+                suffix, username = f"bay-{sensor.bay}", login_name(self.shed, "bay", sensor.bay)
+            elif isinstance(sensor, EnvSensor):
+                suffix = f"env-{sensor.sensor_id}"
+                username = login_name(self.shed, "env", sensor.sensor_id)
+            else:
+                raise MissingLogin(f"no MQTT login for a {type(sensor).__name__}")
+            links[id(sensor)] = link(suffix, self._login(username))
+        return links
 
     def _powered(self, link: _Link) -> bool:
         board = self._board_of(link)
@@ -436,6 +508,7 @@ class MqttDeviceRunner:
             subscriptions=board.cmd_topics(),
             on_message=on_message,
             on_connected=on_connected,
+            login=self._login(login_name(self.shed, "board", board.board_id)),
         )
         return link
 
@@ -479,7 +552,7 @@ class MqttDeviceRunner:
         for sensor in self.sensors:
             outs = sensor.tick(now_ms)
             if outs:
-                sent += self._publish_on(self._sensor_link, outs)
+                sent += self._publish_on(self._sensor_links.get(id(sensor)), outs)
         if self.pending > self.max_pending:
             await self.drain(barrier=False)
         else:
@@ -509,7 +582,7 @@ class MqttDeviceRunner:
         """Publish what a device method returned (`plug`, `tap_card`, `set_smoke`, ...)."""
         if isinstance(device, SimBoard):
             return self._publish_on(self._links.get(device.board_id), messages)
-        return self._publish_on(self._sensor_link, messages)
+        return self._publish_on(self._sensor_links.get(id(device)), messages)
 
     def _publish_on(self, link: _Link | None, messages: Iterable[Outgoing]) -> int:
         sent = 0
@@ -540,8 +613,9 @@ class MqttDeviceRunner:
 
     def _all_links(self) -> list[_Link]:
         links = list(self._links.values())
-        if self._sensor_link is not None:
-            links.append(self._sensor_link)
+        for link in self._sensor_links.values():
+            if link not in links:
+                links.append(link)
         return links
 
     # ------------------------------------------------------------ faults

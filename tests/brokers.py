@@ -81,18 +81,24 @@ class PrivateMosquitto:
     again on the same port restores them, as a real broker restart does.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, include_dir: Path | None = None, port: int | None = None) -> None:
+        """With `include_dir`, listeners and security come from the `*.conf` files there
+        (as `ebshed deploy broker` writes them) and `port` is their plain listener."""
         binary = next((p for p in MOSQUITTO_PATHS if Path(p).exists()), shutil.which("mosquitto"))
         if binary is None:
             _unavailable("mosquitto binary not found")
         self.binary = str(binary)
-        self.port = free_port()
+        self.port = port or free_port()
         self._dir = tempfile.TemporaryDirectory(prefix="ebshed-mosquitto-")
         self._conf = Path(self._dir.name) / "mosquitto.conf"
+        listen = (
+            f"include_dir {include_dir}\n"
+            if include_dir is not None
+            else f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        )
         self._conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
+            listen
+            + "persistence true\n"
             f"persistence_location {self._dir.name}/\n"
             "log_dest none\n"
             # Run as root, Mosquitto would switch to user "mosquitto" and lose the directory.

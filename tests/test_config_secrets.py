@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,25 @@ def test_the_unit_file_loads_the_credentials_the_settings_read() -> None:
     assert any(line.startswith("LoadCredential=mqtt_password:") for line in lines)
     assert any("LoadCredential=central_token:" in line for line in lines)  # for sheds with one
 
+
+def test_tls_options(tmp_path: Path) -> None:
+    subprocess.run([str(ROOT / "deploy" / "make-certs.sh"), "-o", str(tmp_path / "certs"),
+                    "-n", "localhost", "-c", "demo-1.controller"],
+                   check=True, capture_output=True)  # fmt: skip
+    certs = tmp_path / "certs"
+    s = load_settings(config(tmp_path, f'[mqtt]\ntls = true\nca_file = "{certs}/ca.crt"\n'
+                             f'cert_file = "{certs}/demo-1.controller.crt"\n'
+                             f'key_file = "{certs}/demo-1.controller.key"\n'), {})  # fmt: skip
+    context = s.mqtt.tls_context()
+    assert context is not None and context.check_hostname
+    assert load_settings(config(tmp_path), {}).mqtt.tls_context() is None
+    bad = [
+        ('[mqtt]\nca_file = "/x.crt"\n', "invalid_config", "need tls = true"),
+        ('[mqtt]\ntls = true\ncert_file = "/x.crt"\n', "invalid_config", "go together"),
+        ('[mqtt]\ntls = true\nca_file = "/no/such/ca.crt"\n', "invalid_tls", "mqtt"),
+        (f'[mqtt]\ntls = true\nca_file = "{certs}/ca.key"\n', "invalid_tls", "mqtt"),
+    ]
+    for extra, code, words in bad:
+        with pytest.raises(ConfigError, match=words) as err:
+            load_settings(config(tmp_path, extra), {})
+        assert err.value.code == code, extra

@@ -29,6 +29,10 @@ def live_snapshot(core: ShedCore, now_ms: int) -> dict[str, Any]:
                 "session": s.id if s is not None else None,
                 "session_wh": s.energy_wh if s is not None else None,
                 "session_started_ms": s.started_ms if s is not None else None,
+                # what the session has cost so far: the resident's order page shows it
+                "session_cost_fen": s.usage.cost_so_far_fen(s.tariff, now_ms)
+                if s is not None
+                else None,
                 "disabled_reason": p.disabled_reason,
             }
         )

@@ -52,8 +52,9 @@ def test_a_start_that_failed_is_not_charged_and_says_why() -> None:
     rig.feed(CmdAck(1, on.id, False, False, "timeout"))
     assert session.end_reason == "start_failed"
     adds_up(session)
-    assert session.bill is not None and session.bill.lines[-1].code == "not_charged"
-    assert session.bill.lines[-1].label_zh == "未能开始充电，不收费"
+    assert session.bill is not None
+    assert [(line.code, line.amount_fen) for line in session.bill.lines] == [("not_charged", 0)]
+    assert session.bill.lines[0].label_zh == "未能开始充电，不收费"  # no minutes: it never ran
 
 
 def test_a_bill_above_the_prepaid_amount_shows_the_cap_as_a_line() -> None:

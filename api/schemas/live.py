@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import Ms, Port, Ref, Watts, Wh, bounded
+from api.schemas.common import Fen, Ms, Port, Ref, Watts, Wh, bounded
 
 MAX_LIVE_ITEMS = 1000
 
@@ -25,6 +25,7 @@ class LivePort(_Strict):
     session: Ref | None = None
     session_wh: Wh | None = None
     session_started_ms: Ms | None = None
+    session_cost_fen: Fen | None = None
     disabled_reason: Annotated[str, bounded(128)] | None = None
 
 

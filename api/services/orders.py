@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError, Conflict, Invalid, NotFound
 from api.models import ChargeSession, Command, Order
+from api.repos import board as board_repo
 from api.repos import commands as command_repo
 from api.repos import orders as order_repo
 from api.repos import sessions as session_repo
@@ -225,21 +227,38 @@ def order_session(db: Session, order: Order) -> ChargeSession | None:
     return sessions[-1] if sessions else None
 
 
-def session_progress(session: ChargeSession, now_ms: int) -> SessionProgress:
-    """Live from the shed's records: checkpoints carry w, energy_wh and cost_fen."""
+def session_progress(
+    session: ChargeSession, now_ms: int, live: Mapping[str, Any] | None = None
+) -> SessionProgress:
+    """Live from the shed: its checkpoints (every 60 s) carry w, energy_wh and cost_fen,
+    and its live snapshot (every few seconds, `live`: the socket's entry and the
+    snapshot's `taken_ms`), when newer and of this session, moves them in between."""
     data = session.data or {}
     ended = session.ended_ms is not None
     until = session.ended_ms if session.ended_ms is not None else max(now_ms, session.reported_ms)
     minutes = max(0, math.ceil((until - session.started_ms) / 60_000))
     w = data.get("w")
     cost = data.get("cost_fen")
+    energy_wh = session.energy_wh
+    if (
+        live is not None
+        and not ended
+        and live.get("session") == session.id
+        and type(live.get("taken_ms")) is int
+        and live["taken_ms"] > (session.reported_ms or 0)
+    ):
+        w = live.get("w", w)
+        if type(live.get("session_wh")) is int:
+            energy_wh = max(energy_wh, live["session_wh"])
+        if type(live.get("session_cost_fen")) is int:
+            cost = max(live["session_cost_fen"], cost if type(cost) is int else 0)
     state: Literal["charging", "stopping", "ended"] = (
         "ended" if ended else "stopping" if session.stop_ms is not None else "charging"
     )
     return SessionProgress(
         state=state,
         w=0.0 if ended else float(w) if isinstance(w, int | float) else None,
-        energy_wh=session.energy_wh,
+        energy_wh=energy_wh,
         minutes=minutes,
         cost_fen=session.billed_fen if ended else cost if type(cost) is int else 0,
         started_ms=session.started_ms,
@@ -258,16 +277,39 @@ def payable_now(order: Order, now_ms: int) -> bool:
     )
 
 
+def live_reading(db: Session, order: Order) -> dict[str, Any] | None:
+    """The socket's entry in the shed's newest live snapshot, with its `taken_ms`."""
+    snapshot = board_repo.get_snapshot(db, order.shed_id)
+    if snapshot is None or not isinstance(snapshot.data, dict):
+        return None
+    for port in snapshot.data.get("ports") or []:
+        if isinstance(port, dict) and port.get("port") == order.port:
+            return {**port, "taken_ms": snapshot.taken_ms}
+    return None
+
+
+def receipt_lines(lines: object, billed_fen: int) -> list[dict[str, Any]]:
+    """The shed's bill lines, shown only when they add up to what was charged (a shed
+    closes a session that is not charged with a `not_charged` line; docs/tariffs.md)."""
+    if not isinstance(lines, list):
+        return []
+    found = [line for line in lines if isinstance(line, dict)]
+    amounts = [line.get("amount_fen") for line in found]
+    ints = [a for a in amounts if type(a) is int]
+    if len(ints) != len(amounts) or sum(ints) != billed_fen:
+        return []
+    return found
+
+
 def order_view(db: Session, order: Order, *, now_ms: int, pay_url: str | None) -> OrderView:
     session = order_session(db, order)
     receipt = None
     if order.billed_fen is not None:
         refund = order_repo.refund_for(db, order.out_trade_no)
-        bill = session.bill if session is not None and order.billed_fen > 0 else None
+        bill = session.bill if session is not None else None
         lines = bill.get("lines") if isinstance(bill, dict) else None
         receipt = Receipt(
-            lines=[line for line in lines if isinstance(line, dict)] if isinstance(lines, list)
-            else [],
+            lines=receipt_lines(lines, order.billed_fen),
             billed_fen=order.billed_fen,
             refund_fen=order.refund_fen,
             refund_status=refund.status if refund is not None else None,
@@ -280,7 +322,9 @@ def order_view(db: Session, order: Order, *, now_ms: int, pay_url: str | None) -
         mode=order.mode,
         amount_fen=order.amount_fen,
         paid_fen=order.paid_fen,
-        session=session_progress(session, now_ms) if session is not None else None,
+        session=session_progress(session, now_ms, live_reading(db, order))
+        if session is not None
+        else None,
         receipt=receipt,
         problem=order.problem,
         pay_url=pay_url if payable_now(order, now_ms) else None,

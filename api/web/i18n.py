@@ -92,6 +92,8 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "energy": ("电量", "Energy"),
     "duration": ("时长", "Time"),
     "cost_so_far": ("已用金额", "Cost so far"),
+    "cost_final": ("费用", "Cost"),
+    "never_on": ("未通电", "Never switched on"),
     "left": ("剩余", "Left"),
     "stop": ("停止充电", "Stop charging"),
     "stop_confirm": (

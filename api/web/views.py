@@ -190,6 +190,7 @@ class SessionView:
     energy: str
     duration: str
     cost: str
+    cost_label: str  # cost so far while it runs, the cost once it has ended
     left: str
     started: str
     active: bool
@@ -270,12 +271,14 @@ def session_view(data: Mapping[str, Any], lang: Lang, *, budget_fen: int | None)
     if budget_fen is not None and cost is not None and not ended:
         left = money(max(budget_fen - cost, 0), lang)
     end_reason = _str(data, "end_reason")
+    never_on = ended and end_reason == "start_failed"  # the socket never switched on
     return SessionView(
         state_text=label(i18n.SESSION_STATES, "ended" if ended else state, lang) or DASH,
         power=power_text(_num(data, "w")),
         energy=energy_text(_num(data, "energy_wh"), lang),
-        duration=duration_text(_num(data, "minutes"), lang),
+        duration=t(lang, "never_on") if never_on else duration_text(_num(data, "minutes"), lang),
         cost=money(cost, lang),
+        cost_label=t(lang, "cost_final" if ended else "cost_so_far"),
         left=left,
         started=time_text(_int(data, "started_ms"), lang),
         active=active,

@@ -903,11 +903,14 @@ def closing_bill(
     With `not_charged` (a key of NOT_CHARGED_LABELS: nothing was drawn, or the
     socket never switched on) nothing is owed, start fee included: a last
     `not_charged` line takes the whole amount off, so the total is 0 and the
-    resident still sees what the time would have cost."""
+    resident still sees what the time would have cost. A start that failed has
+    no time to show: its one line is that `not_charged` line, at 0."""
     bill = compute_bill(tariff, usage, stop_ms, prepaid_fen=prepaid_fen)
     if not_charged is None:
         return bill
     zh, en = NOT_CHARGED_LABELS[not_charged]
+    if not_charged == "start_failed":
+        return Bill((BillLine("not_charged", zh, en, usage.total_wh, "Wh", 0),), 0)
     line = BillLine("not_charged", zh, en, usage.total_wh, "Wh", -bill.total_fen)
     return Bill((*bill.lines, line), 0)
 

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from api.boundary import Boundary
 from api.clock import NowMs, wall_ms
 from api.context import AppContext
 from api.db import check_schema, make_engine, make_sessionmaker, upgrade
@@ -113,6 +114,7 @@ def create_app(
     app.state.sms_sender = sms_sender
     app.state.staff = staff  # the board's live push, API alarms (docs/staff-board.md)
     install_error_handlers(app)
+    app.add_middleware(Boundary, settings=settings)  # body limits, CSRF, headers
     install_metrics(app, ctx)  # GET /metrics (docs/telemetry.md)
     app.include_router(api_router)
     app.include_router(health_router)

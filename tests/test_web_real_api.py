@@ -113,7 +113,12 @@ async def test_scan_pay_charge_stop_receipt_and_my_charges(db_url: str) -> None:
         assert f'href="/o/{no}"' in mine.text
         assert f'value="{PHONE_A}"' in (await phone.get(f"{site}/s/{shed.shed_id}/4")).text
 
-        assert (await phone.post(f"{site}/me/logout")).status_code == 303
+        # A logged-in page's forms carry the session's token (api/boundary.py).
+        token = re.search(r'name="csrf" value="([0-9a-f]{40})"', mine.text)
+        assert token is not None
+        assert (await phone.post(f"{site}/me/logout")).status_code == 403
+        out = await phone.post(f"{site}/me/logout", data={"csrf": token.group(1)})
+        assert out.status_code == 303
         assert "获取验证码" in (await phone.get(f"{site}/me")).text
 
 

@@ -193,8 +193,45 @@ async def test_staff_log_in_watch_live_acknowledge_and_disable(
         await page.goto(f"{url}/board")
         assert await page.get_attribute("#tile-shed-1-7", "data-state") == "disabled"
         assert errors == []
+
+        # Every form carries the session's token; a page of another origin that
+        # posts the same form with the staff cookie is refused, nothing is sent.
+        await page.goto(f"{url}/board/s/shed-1/8")
+        token = await page.get_attribute("#disable-form input[name=csrf]", "value")
+        assert token and len(token) == 40
+        evil = LocalServer(_forging_page(f"{url}/board/s/shed-1/8/disable", token))
+        await evil.start()
+        try:
+            await page.goto(evil.url)
+            async with page.expect_response(f"{url}/board/s/shed-1/8/disable") as posted:
+                await page.click("#forge")
+            answer = await posted.value
+            assert answer.status == 403
+            assert (await answer.json())["code"] == "csrf_failed"
+        finally:
+            await evil.stop()
+        r = await shed.http.get(f"/api/v1/sheds/{shed.id}/commands",
+                                params={"after": shed.after, "wait": 0})  # fmt: skip
+        assert r.json()["commands"] == []  # no disable queued
+        errors.clear()  # the refused POST is logged as a failed load
     finally:
         await context.close()
+
+
+def _forging_page(action: str, token: str) -> Any:
+    """Another site's page with a copy of the board's disable form (even its token)."""
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    html = (f'<form method="post" action="{action}"><input name="reason" value="forged">'
+            f'<input type="hidden" name="csrf" value="{token}">'
+            '<button id="forge" type="submit">win a prize</button></form>')  # fmt: skip
+
+    async def home(_request: Any) -> HTMLResponse:
+        return HTMLResponse(html)
+
+    return Starlette(routes=[Route("/", home)])
 
 
 async def test_english_board_and_office_users_are_sent_elsewhere(

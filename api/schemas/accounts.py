@@ -14,6 +14,7 @@ Login = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 
 
 class PasswordLoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused, not dropped
     login: Login
     password: Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
@@ -39,6 +40,7 @@ class PasswordLoginAnswer(WhoAmI):
 
 
 class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused, not dropped
     login: Login
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] = ""
     password: Password
@@ -46,6 +48,7 @@ class UserIn(BaseModel):
 
 
 class UserPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused, not dropped
     password: Password | None = None
     disabled: bool | None = None
     add_grants: list[GrantView] = []

@@ -85,6 +85,7 @@ COMMAND_DATA: Final[dict[str, type[BaseModel]]] = {
 
 
 class CommandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused, not dropped
     kind: CommandKind
     data: dict[str, Any]
 

@@ -14,7 +14,7 @@ OrderMode = Literal["until_full", "amount"]
 
 
 class OrderIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused, not dropped
 
     shed_id: PlainId
     port: Port

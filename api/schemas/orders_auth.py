@@ -12,7 +12,7 @@ Code = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
 
 
 class SmsIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused, not dropped
 
     phone: Phone
 
@@ -24,7 +24,7 @@ class SmsSent(BaseModel):
 
 
 class LoginIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused, not dropped
 
     phone: Phone
     code: Code

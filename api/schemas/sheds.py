@@ -117,6 +117,7 @@ class SessionView(BaseModel):
 
 
 class TariffIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # unknown fields are refused, not dropped
     compound_id: PlainId | None = None
     tariff: dict[str, Any] = Field(description="A tariff as docs/tariffs.md describes it.")
 

@@ -29,6 +29,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from api.boundary import add_form_tokens
 from api.web import i18n, reports_demand, views
 from api.web.client import Answer, ApiClient, Problem, api_client
 from api.web.i18n import Lang, pick_lang
@@ -134,6 +135,7 @@ def render(
             **context,
         )
     )
+    html = add_form_tokens(html, request.cookies)  # CSRF (api/boundary.py)
     headers = {"Cache-Control": "no-store", **SECURITY_HEADERS}
     return HTMLResponse(html, status_code=status, headers=headers)
 

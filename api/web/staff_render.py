@@ -18,6 +18,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.access import Principal, current_principal
+from api.boundary import add_form_tokens
 from api.context import AppContext
 from api.web import staff_i18n
 from api.web.i18n import Lang
@@ -100,7 +101,7 @@ def render_fragment(
         query.append(("lang", "en"))
     switch = request.url.path + ("?" + "&".join(f"{k}={quote(v)}" for k, v in query) if query
                                  else "")  # fmt: skip
-    return (
+    html = (
         _env()
         .get_template(template)
         .render(
@@ -119,3 +120,4 @@ def render_fragment(
             **context,
         )
     )
+    return add_form_tokens(html, request.cookies)  # CSRF (api/boundary.py)

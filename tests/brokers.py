@@ -11,6 +11,7 @@ import contextlib
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -113,6 +114,11 @@ class PrivateMosquitto:
             stderr=subprocess.DEVNULL,
         )
         _wait_port(self.port, up=True)
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its password file, ACL and certificates again."""
+        assert self._proc is not None, "not running"
+        self._proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -411,3 +411,30 @@ async def test_the_controller_logs_in_over_tls_with_its_password_from_a_credenti
     async with client(broker, "acl-a.board.b1") as b1, client(broker, "acl-a.board.b2") as b2:
         await b1.publish("ebs/v1/acl-a/board/b1/status", b"", qos=1, retain=True)
         await b2.publish("ebs/v1/acl-a/board/b2/status", b"", qos=1, retain=True)
+
+
+async def test_a_rotated_password_is_refused_after_a_reload(tmp_path: Path, no_leaks: None) -> None:
+    """docs/security.md: `--rotate LOGIN`, then reload Mosquitto (SIGHUP)."""
+    config = [settings_from_dict(SHED_B)]
+    options = BrokerOptions(broker_dir=tmp_path, plain_port=free_port(), tls_port=0)
+    deploy_broker(config, tmp_path, options)
+    old = read_credentials(tmp_path / "credentials.toml")
+    with PrivateMosquitto(include_dir=tmp_path, port=options.plain_port) as mosquitto:
+        broker = Broker("127.0.0.1", options.plain_port, 0, tmp_path, old)
+        async with client(broker, "acl-b.board.b1"):
+            pass
+        deploy_broker(config, tmp_path, options, rotate=["acl-b.board.b1"])
+        new = read_credentials(tmp_path / "credentials.toml")
+        assert new["acl-b.board.b1"] != old["acl-b.board.b1"]
+        mosquitto.reload()
+        async with asyncio.timeout(5):
+            while True:  # the reload happens on the broker's next turn
+                try:
+                    async with client(broker, "acl-b.board.b1", timeout=2):
+                        pass
+                except aiomqtt.MqttError:
+                    break
+                await asyncio.sleep(0.05)
+        broker.passwords = new
+        async with client(broker, "acl-b.board.b1"), client(broker, "acl-b.controller"):
+            pass  # the new password works, and the other logins kept theirs

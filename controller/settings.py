@@ -40,7 +40,7 @@ class MqttSettings(BaseModel):
     password: str | None = None
     keepalive: int = Field(default=30, ge=5, le=600)
     client_id: str | None = None
-    # TLS to the broker (docs/configuration.md#mqtt): off for the plain listener on 127.0.0.1.
+    # TLS to the broker (docs/configuration.md#mqtt-and-tls); off for the listener on 127.0.0.1.
     tls: bool = False
     ca_file: str | None = None  # the CA of the broker's certificate; default: the system's CAs
     cert_file: str | None = None  # a client certificate, for brokers that ask for one ...

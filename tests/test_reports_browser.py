@@ -4,8 +4,8 @@ report, downloads CSV and XLSX, and the files' totals match the page.
 The API runs under uvicorn on a free port (create_app with its lifespan), the
 sessions arrive through the real uplink, and the office user logs in on the
 real `/login` page. Debian's chromium is driven by Playwright (see
-tests/test_web_browser.py). The screenshot of docs/reports.md is written by
-this test to docs/screenshots/reports-month.png.
+tests/test_web_browser.py). The screenshot of docs/reports.md is made by this
+test when docs/screenshots.sh runs it (else to a temporary directory).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from openpyxl import load_workbook
 
 from api.main import create_app
 from simulators.payment_server import LocalServer
-from tests.browser import SCREENSHOTS, TIMEOUT_MS
+from tests.browser import TIMEOUT_MS, screenshots_dir
 from tests.test_reports_rollups import record, simulated_month, uplink
 
 if TYPE_CHECKING:
@@ -101,8 +101,7 @@ async def test_office_user_reads_the_month_and_downloads_it(
         for t in await page.locator("#table-days tbody tr td:nth-child(2)").all_inner_texts()
     ]
     assert sum(day_sessions) == shown["sessions"]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / "reports-month.png"), full_page=False)
+    await page.screenshot(path=str(screenshots_dir() / "reports-month.png"), full_page=False)
 
     # The days table as CSV: its columns add up to the page's totals.
     async with page.expect_download() as csv_info:

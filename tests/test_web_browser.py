@@ -10,8 +10,8 @@ The provider simulator's pay page does not send the browser back yet (the
 demo configures the provider's return URL); after "确认支付" the test opens
 `/o/{out_trade_no}` itself, which is where that return URL points.
 
-The screenshots of docs/resident-pages.md are written by these tests to
-docs/screenshots/.
+The screenshots of docs/resident-pages.md are made by these tests when
+docs/screenshots.sh runs them (else they go to a temporary directory).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 uvicorn serves `create_app` (SQLite); a fake shed posts records and live
 snapshots on the real shed endpoints and answers the commands the board
 sends. Staff log in, see a socket change state live (no reload), acknowledge
-an alarm, disable a socket. The screenshots of docs/staff-board.md are written
-to docs/screenshots/. Without chromium or playwright the tests are skipped
+an alarm, disable a socket. The screenshots of docs/staff-board.md are made
+when docs/screenshots.sh runs these tests. Without chromium or playwright the tests are skipped
 here and FAIL in CI (`CI=true`), like tests/test_web_browser.py.
 """
 
@@ -24,7 +24,7 @@ from api.main import create_app
 from api.services.accounts import GrantSpec, create_user
 from api.settings import ApiSettings
 from simulators.payment_server import LocalServer
-from tests.browser import SCREENSHOTS
+from tests.browser import screenshots_dir
 
 ADMIN = "admin-token-for-the-board-tests"
 PASSWORD = "correct horse battery"
@@ -151,7 +151,7 @@ async def test_staff_log_in_watch_live_acknowledge_and_disable(
         await page.wait_for_function(text_is, arg=["tile-shed-1-3", "245 W"])
         assert await page.get_attribute("#tile-shed-1-3", "data-state") == "charging"
         assert await page.evaluate("window.__sameDocument === true")
-        await page.screenshot(path=str(SCREENSHOTS / "staff-board.png"), full_page=True)
+        await page.screenshot(path=str(screenshots_dir() / "staff-board.png"), full_page=True)
 
         # An alarm arrives live; staff acknowledge it with a note; the shed confirms.
         await shed.record("alarm", "a-7", {"id": "a-7", "kind": "overtemp", "port": 7,
@@ -160,7 +160,7 @@ async def test_staff_log_in_watch_live_acknowledge_and_disable(
         alarm = "#alarm-shed-1-a-7"
         await page.wait_for_selector(alarm)
         assert "插座高温" in await page.inner_text(alarm)
-        await page.screenshot(path=str(SCREENSHOTS / "staff-board-alarm.png"), full_page=True)
+        await page.screenshot(path=str(screenshots_dir() / "staff-board-alarm.png"), full_page=True)
         await page.fill(f"{alarm} input[name=note]", "已断电检查，插头烧焦，更换")
         await page.click(f"{alarm} button")
         await page.wait_for_selector(f"{alarm} .pending")
@@ -189,7 +189,7 @@ async def test_staff_log_in_watch_live_acknowledge_and_disable(
         assert await page.inner_text("#socket-state") == "已停用"
         assert "停用" in await page.inner_text("#audit")
         assert "成功" in await page.inner_text("#audit")
-        await page.screenshot(path=str(SCREENSHOTS / "staff-socket.png"), full_page=True)
+        await page.screenshot(path=str(screenshots_dir() / "staff-socket.png"), full_page=True)
         await page.goto(f"{url}/board")
         assert await page.get_attribute("#tile-shed-1-7", "data-state") == "disabled"
         assert errors == []
@@ -253,7 +253,7 @@ async def test_english_board_and_office_users_are_sent_elsewhere(
         await page.select_option("#filter-state", "fault")
         await page.wait_for_url(f"{url}/board?*state=fault*")
         assert await page.locator(".tile").count() == 1
-        await page.screenshot(path=str(SCREENSHOTS / "staff-board-en.png"), full_page=True)
+        await page.screenshot(path=str(screenshots_dir() / "staff-board-en.png"), full_page=True)
         await page.click("#logout")
         await page.wait_for_url(f"{url}/login*")
         await page.goto(f"{url}/board")

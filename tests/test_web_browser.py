@@ -149,7 +149,7 @@ async def test_busy_socket_english_and_shed_page(env: PayEnv, browser: Any) -> N
     await page.wait_for_url(f"{site}?lang=en")
     assert await page.inner_text("#free-sockets") == "9"  # 12 less busy, fault and taken
     await page.click("a.lang")
-    await page.wait_for_url(site)
+    await page.wait_for_url(f"{site}?lang=zh")
     assert "空闲插座" in await page.inner_text("#live")
     await phone.shot("shed-page.png")
     assert phone.errors == []

@@ -153,7 +153,7 @@ def test_socket_page_in_english(client: TestClient) -> None:
     assert "1 yuan per 4 h" in page
     assert "Until full (deposit ¥5.00)" in page and "Charge for ¥2.00" in page
     assert "Pay" in page
-    assert 'href="/s/demo-1/7"' in resp.text and ">中文<" in resp.text
+    assert 'href="/s/demo-1/7?lang=zh"' in resp.text and ">中文<" in resp.text
     assert 'href="/s/demo-1?lang=en"' in resp.text
     assert "插座" not in page  # no Chinese left on the English page but the switch
 
@@ -394,7 +394,7 @@ def test_me_login_by_sms_code_then_own_charges(client: TestClient, api: StandInA
 def test_me_in_english_switch_leads_back_to_me(client: TestClient) -> None:
     resp = client.post("/me/sms?lang=en", data={"phone": PHONE, "lang": "en"})
     assert "A code was sent to 13800138000" in resp.text
-    assert 'href="/me"' in resp.text  # the switch, not to the POST-only /me/sms
+    assert 'href="/me?lang=zh"' in resp.text  # the switch, not to the POST-only /me/sms
 
 
 # --------------------------------------------------------------------------- static, headers

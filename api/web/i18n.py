@@ -20,6 +20,43 @@ def pick_lang(value: str | None) -> Lang:
     return "en" if value is not None and value.lower().startswith("en") else "zh"
 
 
+LANG_COOKIE: Final = "ebshed_lang"  # the resident's choice, kept through the whole flow
+
+
+def _lang_of(value: str | None) -> Lang | None:
+    text = (value or "").strip().lower()
+    if text.startswith("en"):
+        return "en"
+    if text.startswith("zh"):
+        return "zh"
+    return None
+
+
+def choose_lang(explicit: str | None, cookie: str | None, accept_language: str | None) -> Lang:
+    """The resident's language: asked for now (`?lang=`, a form's `lang`), else the
+    choice kept in the cookie (so it survives the payment provider's page), else the
+    browser's Accept-Language (its first English or Chinese entry by q), else Chinese."""
+    chosen = _lang_of(explicit) or _lang_of(cookie)
+    if chosen is not None:
+        return chosen
+    ranked: list[tuple[float, int, Lang]] = []
+    for i, part in enumerate((accept_language or "").split(",")[:32]):
+        tag, _, params = part.strip().partition(";")
+        lang = _lang_of(tag)
+        if lang is None:
+            continue
+        q = 1.0
+        name, _, value = params.strip().partition("=")
+        if name.strip() == "q":
+            try:
+                q = float(value)
+            except ValueError:
+                q = 0.0
+        if q > 0:
+            ranked.append((-q, i, lang))
+    return min(ranked)[2] if ranked else "zh"
+
+
 TEXT: Final[dict[str, tuple[str, str]]] = {
     # page frame
     "app_name": ("扫码充电", "Scan to charge"),
@@ -186,7 +223,10 @@ PROBLEMS: Final[dict[str, tuple[str, str]]] = {
         "错误次数太多，请重新获取验证码",
         "Too many wrong codes: please ask for a new one",
     ),
-    "sms_too_soon": ("验证码刚刚发过，请稍等一分钟", "A code was just sent: wait a minute"),
+    "sms_too_soon": (
+        "验证码刚刚发过，请输入已收到的验证码，或一分钟后再获取",
+        "A code was just sent: enter it, or ask for a new one in a minute",
+    ),
     "sms_daily_limit": (
         "今天获取验证码次数太多，请明天再试",
         "Too many codes today: please try again tomorrow",

@@ -32,7 +32,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from api.boundary import add_form_tokens
 from api.web import i18n, reports_demand, views
 from api.web.client import Answer, ApiClient, Problem, api_client
-from api.web.i18n import Lang, pick_lang
+from api.web.i18n import LANG_COOKIE, Lang, choose_lang
 from api.web.money import money
 
 HERE: Final = Path(__file__).parent
@@ -97,6 +97,13 @@ def lang_query(lang: Lang) -> str:
     return "?lang=en" if lang == "en" else ""
 
 
+def _lang(request: Request, explicit: str | None) -> Lang:
+    """The resident's language (i18n.choose_lang): asked for, kept, or the browser's."""
+    return choose_lang(
+        explicit, request.cookies.get(LANG_COOKIE), request.headers.get("accept-language")
+    )
+
+
 def render(
     request: Request,
     template: str,
@@ -131,13 +138,17 @@ def render(
             money=money_text,
             live=live,
             q=lang_query(lang),
-            switch_url=(switch_path or request.url.path) + lang_query(other),
+            switch_url=(switch_path or request.url.path) + f"?lang={other}",
             **context,
         )
     )
     html = add_form_tokens(html, request.cookies)  # CSRF (api/boundary.py)
     headers = {"Cache-Control": "no-store", **SECURITY_HEADERS}
-    return HTMLResponse(html, status_code=status, headers=headers)
+    response = HTMLResponse(html, status_code=status, headers=headers)
+    if request.cookies.get(LANG_COOKIE) != lang:  # the choice holds for the next pages
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax",
+                            httponly=True)  # fmt: skip
+    return response
 
 
 def error_page(request: Request, lang: Lang, problem: Problem, *, title_key: str) -> HTMLResponse:
@@ -196,7 +207,7 @@ def static_file(name: str) -> Response:
 async def shed_page(
     request: Request, shed_id: str, api: ApiDep, lang: LangQuery = None, part: PartQuery = None
 ) -> HTMLResponse:
-    lg = pick_lang(lang)
+    lg = _lang(request, lang)
     if not SHED_ID.match(shed_id):
         return _not_found(request, lg, "no_such_shed")
     answer = await api.get(f"/api/v1/public/sheds/{shed_id}")
@@ -230,7 +241,7 @@ async def socket_page(
     lang: LangQuery = None,
     part: PartQuery = None,
 ) -> HTMLResponse:
-    lg = pick_lang(lang)
+    lg = _lang(request, lang)
     if not _valid_socket_path(shed_id, port):
         return _not_found(request, lg, "no_such_socket")
     socket = await _socket(api, shed_id, port, lg)
@@ -265,11 +276,11 @@ async def socket_pay(
     request: Request, shed_id: str, port: str, api: ApiDep, lang: LangQuery = None
 ) -> Response:
     """The pay button: create the order, then send the browser to the provider's page."""
-    lg = pick_lang(lang)
+    lg = _lang(request, lang)
     if not _valid_socket_path(shed_id, port):
         return _not_found(request, lg, "no_such_socket")
     form = await _form(request)
-    lg = pick_lang(form.get("lang") or lang)
+    lg = _lang(request, form.get("lang") or lang)
     socket = await _socket(api, shed_id, port, lg)
     if isinstance(socket, Answer):
         return error_page(request, lg, socket.problem, title_key="no_such_socket")
@@ -343,7 +354,7 @@ async def _shed_name(api: ApiClient, shed_id: str, lang: Lang) -> str:
 async def order_page(
     request: Request, out_trade_no: str, api: ApiDep, lang: LangQuery = None, part: PartQuery = None
 ) -> HTMLResponse:
-    return await _order_page(request, api, out_trade_no, pick_lang(lang), part)
+    return await _order_page(request, api, out_trade_no, _lang(request, lang), part)
 
 
 @router.post("/o/{out_trade_no}/stop")
@@ -351,7 +362,7 @@ async def order_stop(
     request: Request, out_trade_no: str, api: ApiDep, lang: LangQuery = None, part: PartQuery = None
 ) -> Response:
     """Stop early. With `?part=live` (the script) answer the fresh fragment, else 303 back."""
-    lg = pick_lang(lang)
+    lg = _lang(request, lang)
     if not ORDER_NO.match(out_trade_no):
         return _not_found(request, lg, "no_such_order")
     answer = await api.post(f"/api/v1/orders/{out_trade_no}/stop")
@@ -406,7 +417,7 @@ def _me(
 
 @router.get("/me")
 async def me_page(request: Request, api: ApiDep, lang: LangQuery = None) -> HTMLResponse:
-    lg = pick_lang(lang)
+    lg = _lang(request, lang)
     answer = await api.get("/api/v1/me/sessions")
     if answer.status in (401, 403):
         return _me(request, lg, orders=None)
@@ -422,14 +433,17 @@ async def me_page(request: Request, api: ApiDep, lang: LangQuery = None) -> HTML
 @router.post("/me/sms")
 async def me_sms(request: Request, api: ApiDep, lang: LangQuery = None) -> HTMLResponse:
     form = await _form(request)
-    lg = pick_lang(form.get("lang") or lang)
+    lg = _lang(request, form.get("lang") or lang)
     phone = _clean_phone(form.get("phone", ""))
     if not PHONE.match(phone):
         return _me(request, lg, orders=None, phone=phone, error=i18n.t(lg, "bad_phone"), status=422)
     answer = await api.post("/api/v1/auth/sms", {"phone": phone})
     if not answer.ok:
         error = _problem_text(answer.problem, lg)
-        return _me(request, lg, orders=None, phone=phone, error=error, status=answer.status)
+        # Asked again within the minute: the code already sent still works, so its field stays.
+        again = answer.problem is not None and answer.problem.code == "sms_too_soon"
+        return _me(request, lg, orders=None, phone=phone, error=error, code_sent=again,
+                   status=200 if again else answer.status)  # fmt: skip
     return _me(request, lg, orders=None, phone=phone, code_sent=True)
 
 
@@ -437,7 +451,7 @@ async def me_sms(request: Request, api: ApiDep, lang: LangQuery = None) -> HTMLR
 async def me_login(request: Request, api: ApiDep, lang: LangQuery = None) -> Response:
     """Log in through the API; its session cookie is passed on to the browser."""
     form = await _form(request)
-    lg = pick_lang(form.get("lang") or lang)
+    lg = _lang(request, form.get("lang") or lang)
     phone = _clean_phone(form.get("phone", ""))
     code = form.get("code", "").replace(" ", "")
     answer = await api.post("/api/v1/auth/login", {"phone": phone, "code": code})
@@ -454,7 +468,7 @@ async def me_login(request: Request, api: ApiDep, lang: LangQuery = None) -> Res
 async def me_logout(request: Request, api: ApiDep, lang: LangQuery = None) -> Response:
     """Log out through the API (a shared phone); its cookie deletion goes to the browser."""
     answer = await api.post("/api/v1/auth/logout")
-    return _back_to_me(pick_lang(lang), answer)
+    return _back_to_me(_lang(request, lang), answer)
 
 
 def _back_to_me(lang: Lang, answer: Answer) -> Response:

@@ -298,11 +298,19 @@ def report(
         bool, typer.Option(help="First refill the compound's rollups from its raw records.")
     ] = False,
     database_url: ApiDatabaseUrl = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="The data dir of a demo run with --data-dir (its central.sqlite)."),
+    ] = None,
 ) -> None:
     """The monthly community office report of a compound (docs/reports.md)."""
-    from api.reports.cli import ReportFailed, monthly_report
+    from api.reports.cli import ReportFailed, demo_database_url, monthly_report
     from api.settings import DEFAULT_DATABASE_URL
 
+    if data_dir is not None and database_url is not None:
+        _fail("give --data-dir or --database-url, not both")
+    if data_dir is not None:
+        database_url = demo_database_url(data_dir)
     try:
         data = monthly_report(database_url or DEFAULT_DATABASE_URL, compound, month, fmt,
                               "en" if lang == "en" else "zh", table, rebuild_first=rebuild,

@@ -6,6 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,11 +85,49 @@ async def test_bad_input_exits_non_zero_with_a_clear_message(
 
 
 def test_an_unmigrated_database_is_refused(tmp_path: Path) -> None:
-    code, _out, err = run(
-        f"sqlite:///{tmp_path / 'empty.sqlite'}", "--compound", "demo", "--month", "2026-11"
-    )
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).close()
+    code, _out, err = run(f"sqlite:///{empty}", "--compound", "demo", "--month", "2026-11")
     assert code == 3
-    assert "python -m api migrate" in err
+    assert "python -m api migrate" in err and "--data-dir" in err
+
+
+def test_without_a_database_it_says_where_to_point_it_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EBSHED_API_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(app, ["report", "--compound", "demo", "--month", "2026-11"])
+    assert result.exit_code == 3
+    assert "no central database at ebshed-central.sqlite" in result.stderr
+    assert "--data-dir" in result.stderr and "ebshed demo --data-dir DIR" in result.stderr
+    code, _out, err = run(f"sqlite:///{tmp_path / 'gone.sqlite'}", "--compound", "demo",
+                          "--month", "2026-11")  # fmt: skip
+    assert code == 3 and "no central database" in err
+    result = CliRunner().invoke(app, ["report", "--data-dir", str(tmp_path / "no-demo"),
+                                      "--compound", "demo", "--month", "2026-11"])  # fmt: skip
+    assert result.exit_code == 3 and "no-demo/central.sqlite" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no empty database left behind
+
+
+def test_the_report_of_a_demo_run_from_its_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    demo = subprocess.run(
+        [sys.executable, "-c", "from controller.cli import app; app()",
+         "demo", "--hours", "1", "--speed", "max", "--data-dir", str(data),
+         "--summary-json", str(tmp_path / "out.json")],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    closed = json.loads((tmp_path / "out.json").read_text())["sessions_closed"]
+    assert closed > 0
+    with sqlite3.connect(data / "central.sqlite") as db:
+        first = db.execute("SELECT min(started_ms) FROM charge_sessions").fetchone()[0]
+    month = datetime.fromtimestamp(first / 1000, timezone(timedelta(hours=8))).strftime("%Y-%m")
+    result = CliRunner().invoke(app, ["report", "--data-dir", str(data), "--compound", "demo",
+                                      "--month", month, "--format", "json"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout_bytes)["summary"]["sessions"] == closed
 
 
 async def test_rebuild_refills_rollups_a_database_did_not_have(api: Api, db_url: str) -> None:

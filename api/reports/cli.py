@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final
+
+from sqlalchemy.engine import make_url
 
 from api.db import check_schema, make_engine, make_sessionmaker
 from api.reports import export, queries, rollups
@@ -26,6 +29,25 @@ class ReportFailed(Exception):
 
 
 EXIT_UNKNOWN: Final = 3
+WHERE_HINT: Final = (
+    "Point --database-url (or EBSHED_API_DATABASE_URL) at the central API's database, "
+    "or --data-dir at the data dir of a demo run with `ebshed demo --data-dir DIR` "
+    "(its central.sqlite)"
+)
+
+
+def demo_database_url(data_dir: Path) -> str:
+    """The central database a demo run with `--data-dir` keeps (simulators/central.py)."""
+    return f"sqlite:///{data_dir / 'central.sqlite'}"
+
+
+def missing_sqlite_file(database_url: str) -> Path | None:
+    """The file of a file-backed SQLite URL when it does not exist (else None)."""
+    url = make_url(database_url)
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database)
+    return None if path.is_file() else path
 
 
 def monthly_report(
@@ -47,12 +69,15 @@ def monthly_report(
         raise ReportFailed(f"bad month {month_text!r}: {err} [{PeriodError.code}]") from err
     if table is not None and fmt != "csv":
         raise ReportFailed("--table goes with --format csv (XLSX and JSON hold every table)")
+    missing = missing_sqlite_file(database_url)
+    if missing is not None:  # opening it would leave an empty database behind
+        raise ReportFailed(f"no central database at {missing}. {WHERE_HINT}", EXIT_UNKNOWN)
     engine = make_engine(database_url)
     try:
         try:
             check_schema(engine)
         except RuntimeError as err:
-            raise ReportFailed(str(err), EXIT_UNKNOWN) from err
+            raise ReportFailed(f"{err}. {WHERE_HINT}", EXIT_UNKNOWN) from err
         sessions = make_sessionmaker(engine)
         if rebuild_first:
             with sessions.begin() as db:

@@ -81,7 +81,8 @@ async def test_office_users_read_their_own_compound_only(api: Api) -> None:
     [
         ("/api/v1/reports/demo", {"period": "month", "value": "2026-13"}, 422, "bad_period"),
         ("/api/v1/reports/demo", {"period": "week", "value": "2026-11"}, 422, "bad_period"),
-        ("/api/v1/reports/demo", {"period": "year", "value": "2026"}, 422, "invalid_request"),
+        ("/api/v1/reports/demo", {"period": "quarter", "value": "2026"}, 422, "invalid_request"),
+        ("/api/v1/reports/demo", {"period": "year", "value": "2026-11"}, 422, "bad_period"),
         ("/api/v1/reports/nowhere", MONTH, 404, "unknown_compound"),
         ("/api/v1/reports/Bad_Id", MONTH, 422, "invalid_request"),
         ("/api/v1/reports/demo/export", {**MONTH, "table": "nope"}, 422, "unknown_table"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,3 +134,52 @@ async def test_office_user_reads_the_month_and_downloads_it(
     assert round(sum(r[5] for r in sheds), 2) == shown["revenue_yuan"]
     assert errors == []
     await context.close()
+
+
+async def test_the_report_fits_a_phone_with_readable_axes_and_a_year(
+    served: Api, browser: Any
+) -> None:
+    from tests.api_db import USER_PASSWORD
+
+    await served.user("office", "demo", login="office-phone")
+    origin = str(served.client.base_url).rstrip("/")
+    context = await browser.new_context(
+        viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True,
+        has_touch=True, locale="zh-CN",
+    )  # fmt: skip
+    context.set_default_timeout(TIMEOUT_MS)
+    page = await context.new_page()
+    await page.goto(f"{origin}/login?next=/reports/demo")
+    await page.fill("input[name=login]", "office-phone")
+    await page.fill("input[name=password]", USER_PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/reports/demo*")
+
+    width = await page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 375, f"the page is {width} px wide on a 375 px phone"
+    for box in await page.locator("svg.chart").evaluate_all(
+        "els => els.map(e => e.getBoundingClientRect().right)"
+    ):
+        assert box <= 375  # no chart cut off
+    # The first chart (sessions per day): round ticks on the y axis, text a person reads.
+    chart = page.locator("svg.chart").first
+    ticks = await chart.evaluate(
+        "svg => [...svg.querySelectorAll('text[text-anchor=end]')].map(t => t.textContent)"
+    )
+    assert len(ticks) >= 3 and ticks[0] == "0", ticks
+    steps = {round(float(b) - float(a), 6) for a, b in pairwise(ticks)}
+    assert len(steps) == 1, ticks  # evenly spaced
+    heights = await chart.evaluate(
+        "svg => [...svg.querySelectorAll('text')].map(t => t.getBoundingClientRect().height)"
+    )
+    assert min(heights) >= 9, f"axis text {min(heights):.1f} px high on the phone"
+
+    # A year: the period picker offers it, and the page shows the whole year.
+    await page.select_option("select[name=period]", "year")
+    await page.fill("input[name=value]", "2026")
+    await page.click("form.period button[type=submit]")
+    await page.wait_for_url("**period=year*")
+    assert await page.inner_text("h1") == "演示小区 · 年报 2026"
+    assert await page.locator("#table-days tbody tr").count() == 365
+    width = await page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 375, f"the year is {width} px wide on a 375 px phone"

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from api.models import ReportContribution, ReportSocketDay
 from api.reports import queries
 from api.reports.contribution import Contribution, SessionFigures, contribution
-from api.reports.periods import PeriodError, parse_period
+from api.reports.periods import PeriodError, parse_period, period_of
 from api.reports.raw import raw_report
 from api.reports.reasons import end_group
 
@@ -52,6 +52,12 @@ def test_periods_are_local_china_days_weeks_and_months() -> None:
     day = parse_period("day", "2026-02-28")
     assert (day.start_ms, day.end_ms - day.start_ms) == (local_ms("2026-02-28T00:00"), 24 * HOUR)
     assert parse_period("month", "2026-12").end_ms == local_ms("2027-01-01T00:00")
+    year = parse_period("year", "2028")  # a leap year
+    assert (year.label, year.days) == ("2028", 366)
+    assert year.start_ms == local_ms("2028-01-01T00:00")
+    assert year.end_ms == local_ms("2029-01-01T00:00")
+    assert period_of("year", local_ms("2026-12-31T23:59")).label == "2026"
+    assert period_of("year", local_ms("2027-01-01T00:00")).label == "2027"
 
 
 @pytest.mark.parametrize(
@@ -65,7 +71,10 @@ def test_periods_are_local_china_days_weeks_and_months() -> None:
         ("week", "2026-W00"),
         ("day", "2026-02-30"),
         ("day", "2026/02/01"),
-        ("year", "2026"),
+        ("year", "26"),
+        ("year", "2026-01"),
+        ("year", "1999"),
+        ("quarter", "2026"),
     ],
 )
 def test_malformed_periods_are_refused(kind: str, value: str) -> None:

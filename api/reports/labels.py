@@ -42,6 +42,7 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "period_day": ("日报", "Day"),
     "period_week": ("周报", "Week"),
     "period_month": ("月报", "Month"),
+    "period_year": ("年报", "Year"),
     "show": ("查看", "Show"),
     "previous": ("上一期", "Previous"),
     "next": ("下一期", "Next"),

@@ -1,7 +1,7 @@
 """Report periods in local China time (UTC+8, no daylight saving), as epoch-ms ranges.
 
-A day, an ISO week (Monday first) or a month, written `2026-11-05`,
-`2026-W45` or `2026-11`. Pure: no clock, no database.
+A day, an ISO week (Monday first), a month or a year, written `2026-11-05`,
+`2026-W45`, `2026-11` or `2026`. Pure: no clock, no database.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ HOUR_MS: Final = 60 * MINUTE_MS
 DAY_MS: Final = 24 * HOUR_MS
 LOCAL_OFFSET_MS: Final = 8 * HOUR_MS  # China Standard Time
 LOCAL_TZ: Final = timezone(timedelta(milliseconds=LOCAL_OFFSET_MS))
-PeriodKind = Literal["day", "week", "month"]
-PERIOD_KINDS: Final[tuple[PeriodKind, ...]] = ("day", "week", "month")
+PeriodKind = Literal["day", "week", "month", "year"]
+PERIOD_KINDS: Final[tuple[PeriodKind, ...]] = ("day", "week", "month", "year")
 MIN_YEAR: Final = 2000
 MAX_YEAR: Final = 2999
 
 _DAY = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_YEAR = re.compile(r"^(\d{4})$")
 
 
 class PeriodError(ValueError):
@@ -35,7 +36,7 @@ class PeriodError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Period:
     kind: PeriodKind
-    label: str  # 2026-11, 2026-W45, 2026-11-05
+    label: str  # 2026, 2026-11, 2026-W45, 2026-11-05
     start_ms: int  # inclusive: local midnight of the first day
     end_ms: int  # exclusive
 
@@ -85,9 +86,20 @@ def parse_period(kind: str, value: str) -> Period:
             return week(text)
         if kind == "day":
             return day(text)
+        if kind == "year":
+            return year(text)
     except ValueError as err:
         raise PeriodError(f"{kind} {value!r}: {err}") from err
-    raise PeriodError(f"unknown period kind {kind!r}: use day, week or month")
+    raise PeriodError(f"unknown period kind {kind!r}: use day, week, month or year")
+
+
+def year(text: str) -> Period:
+    m = _YEAR.match(text)
+    if m is None:
+        raise ValueError("write a year as YYYY")
+    the_year = _year(m.group(1))
+    start = local_midnight_ms(date(the_year, 1, 1))
+    return Period("year", f"{the_year:04d}", start, local_midnight_ms(date(the_year + 1, 1, 1)))
 
 
 def month(text: str) -> Period:
@@ -133,6 +145,8 @@ def _year(text: str) -> int:
 def period_of(kind: PeriodKind, ms: int) -> Period:
     """The period of `kind` that contains the instant `ms`."""
     d = local_date(ms)
+    if kind == "year":
+        return year(f"{d.year:04d}")
     if kind == "month":
         return month(f"{d.year:04d}-{d.month:02d}")
     if kind == "week":

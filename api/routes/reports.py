@@ -24,7 +24,7 @@ router = APIRouter(prefix="/reports", tags=["reports"])
 
 READERS = ("office", "staff")  # admin counts as every role
 CompoundPath = Annotated[str, Path(pattern=ID_PATTERN, description="compound id")]
-KindQuery = Annotated[PeriodKind, Query(alias="period", description="day, week or month")]
+KindQuery = Annotated[PeriodKind, Query(alias="period", description="day, week, month or year")]
 ValueQuery = Annotated[
     str | None,
     Query(alias="value", max_length=16, description="2026-11, 2026-W45 or 2026-11-05; default now"),

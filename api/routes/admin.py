@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
+from api.access import current_principal
 from api.deps import AdminDep, CtxDep, DbDep, ShedIdPath
 from api.errors import NotFound
 from api.repos import commands as command_repo
@@ -85,10 +86,17 @@ def new_shed_token(shed_id: ShedIdPath, db: DbDep) -> TokenView:
 
 
 @router.post("/sheds/{shed_id}/commands", status_code=201)
-def create_command(shed_id: ShedIdPath, body: CommandIn, db: DbDep, ctx: CtxDep) -> CommandStatus:
-    """Queue a command by hand (remote stop, disable a socket, push a tariff...)."""
+def create_command(
+    shed_id: ShedIdPath, body: CommandIn, db: DbDep, ctx: CtxDep, request: Request
+) -> CommandStatus:
+    """Queue a command by hand (remote stop, disable a socket, push a tariff...);
+    audited under the admin user, or `admin-token`."""
+    principal = current_principal(request)
+    actor = principal.actor if principal is not None else "admin-token"
     with db.begin():
-        command = enqueue_command(db, shed_id, body.kind, body.data, now_ms=ctx.now_ms())
+        command = enqueue_command(
+            db, shed_id, body.kind, body.data, now_ms=ctx.now_ms(), actor=actor
+        )
         return CommandStatus.model_validate(command, from_attributes=True)
 
 

@@ -20,6 +20,7 @@ from api.models import Command
 from api.repos import commands as command_repo
 from api.repos import sheds as shed_repo
 from api.schemas.commands import COMMAND_DATA, COMMAND_KINDS, CommandResultIn
+from api.services import audit
 from api.services.command_waiters import wake_after_commit
 from api.services.events import CommandResulted
 from api.services.hooks import Hooks
@@ -60,8 +61,14 @@ def enqueue_command(
     *,
     now_ms: int,
     command_id: str | None = None,
+    actor: str | None = None,
+    note: str | None = None,
 ) -> Command:
     """Queue a command for a shed in the caller's transaction (the caller commits).
+
+    `actor` (the admin token, a resident, the payment, the API): an audit row
+    for the command, `pending` until the shed answers (api/services/audit.py).
+    Staff actions leave it out: they write their own row, with the command id.
 
     `kind` and `data` are checked against docs/uplink-contract.md (`Invalid`,
     code `bad_command`); an unknown shed is `NotFound` (`unknown_shed`). The
@@ -83,6 +90,8 @@ def enqueue_command(
     )
     db.add(command)
     db.flush()
+    if actor is not None:
+        audit.record_command(db, command, actor=actor, now_ms=now_ms, note=note)
     wake_after_commit(db, shed_id)
     return command
 

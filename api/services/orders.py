@@ -357,4 +357,6 @@ def stop_order(db: Session, out_trade_no: str, *, now_ms: int) -> Command:
         {"port": order.port, "reason": "resident", "order_no": order.out_trade_no},
         now_ms=now_ms,
         command_id=first_id if first is None else new_command_id(),
+        actor="resident",
+        note=f"order {out_trade_no}",
     )

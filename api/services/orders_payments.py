@@ -32,7 +32,7 @@ from api.repos import commands as command_repo
 from api.repos import orders as order_repo
 from api.repos import sessions as session_repo
 from api.repos import sheds as shed_repo
-from api.services import refunds
+from api.services import audit, refunds
 from api.services.commands import enqueue_command
 from api.services.events import ClosedSession, CommandResulted
 from api.services.orders_pricing import shed_online
@@ -278,6 +278,11 @@ def record_payment(
         )
     )
     db.flush()
+    audit.record_money(
+        db, actor="provider", action="payment", out_trade_no=order.out_trade_no,
+        shed_id=order.shed_id, amount_fen=amount_fen, now_ms=now_ms,
+        transaction_id=transaction_id,
+    )  # fmt: skip
     order.paid_fen = amount_fen
     order.paid_ms = now_ms
     order.updated_ms = now_ms
@@ -302,6 +307,8 @@ def record_payment(
         },
         now_ms=now_ms,
         command_id=start_command_id(order.out_trade_no),
+        actor="payment",
+        note=f"order {order.out_trade_no}",
     )
     order.command_id = command.id
     order.status = "starting"
@@ -373,6 +380,8 @@ def _apply_start_result(db: Session, order: Order, now_ms: int) -> None:
             "stop_session",
             {"port": order.port, "reason": "order_refunded", "order_no": order.out_trade_no},
             now_ms=now_ms,
+            actor="api",
+            note=f"order {order.out_trade_no} started after its refund",
         )
 
 

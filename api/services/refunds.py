@@ -26,6 +26,7 @@ from api.models import Alarm, Order, Refund
 from api.payments.models import RefundStatus
 from api.repos import alarms
 from api.repos import orders as order_repo
+from api.services import audit
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,11 @@ def request_refund(
     )
     db.add(refund)
     db.flush()
+    audit.record_money(
+        db, actor="api", action="refund", out_trade_no=order.out_trade_no,
+        shed_id=order.shed_id, amount_fen=amount_fen, now_ms=now_ms, result="pending",
+        out_refund_no=refund.out_refund_no, reason=reason[:128],
+    )  # fmt: skip
     kick_after_commit(db)
     log.info("refund %s: %s fen of order %s (%s)", refund.out_refund_no, amount_fen,
              order.out_trade_no, reason)  # fmt: skip
@@ -113,6 +119,12 @@ def apply_refund_status(
         refund.next_attempt_ms = None
         refund.sent_ms = refund.sent_ms or now_ms
         order = order_repo.get_order(db, refund.out_trade_no, lock=True)
+        if order is not None:
+            audit.record_money(
+                db, actor="provider", action="refund_paid", out_trade_no=order.out_trade_no,
+                shed_id=order.shed_id, amount_fen=refund.amount_fen, now_ms=now_ms,
+                out_refund_no=refund.out_refund_no,
+            )  # fmt: skip
         if order is not None and order.status in ("refunding", "failed"):
             order.status = "refunded"
             order.closed_ms = order.closed_ms or now_ms
@@ -146,6 +158,11 @@ def mark_failed(db: Session, refund: Refund, status: str, detail: str, now_ms: i
         return
     order.status = "failed"
     order.updated_ms = now_ms
+    audit.record_money(
+        db, actor="provider", action="refund_failed", out_trade_no=order.out_trade_no,
+        shed_id=order.shed_id, amount_fen=refund.amount_fen, now_ms=now_ms, result="failed",
+        out_refund_no=refund.out_refund_no, why=detail[:128],
+    )  # fmt: skip
     log.error("refund %s of order %s FAILED (%s): %s fen owed to the payer; needs staff",
               refund.out_refund_no, order.out_trade_no, detail, refund.amount_fen)  # fmt: skip
     alarm_id = f"refund-{refund.out_refund_no}"[:64]

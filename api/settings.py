@@ -8,15 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./ebshed-central.sqlite"
+MIN_TOKEN_LEN = 32
+
+
+def weak_token(token: str) -> bool:
+    """Too short, or too few different characters to be a random secret."""
+    return len(token) < MIN_TOKEN_LEN or len(set(token)) < 12
 
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EBSHED_API_", extra="ignore", frozen=True)
 
+    # Production mode (EBSHED_API_PRODUCTION=true in a deployment): the API refuses
+    # to start with a weak admin token, cookies without Secure, the dev endpoints,
+    # the demo's payment credentials or a plain-HTTP public address.
+    production: bool = False
     # SQLAlchemy URL. PostgreSQL in production: postgresql+psycopg://user:pw@host/db
     database_url: str = DEFAULT_DATABASE_URL
     # Bearer token for the /api/v1/admin endpoints until user login exists.
@@ -120,11 +130,15 @@ class ApiSettings(BaseSettings):
     logins_per_min: int = Field(default=600, ge=1, le=1_000_000)
     login_max_attempts: int = Field(default=5, ge=1, le=20)
     login_session_days: int = Field(default=30, ge=1, le=365)
-    # Send the session cookie over HTTPS only (turn off for a plain-HTTP demo).
-    cookie_secure: bool = False
+    # Send the session cookie over HTTPS only (the demo, on plain HTTP, turns it off).
+    cookie_secure: bool = True
     # ------------------------------------------------------------ staff accounts and board
     # (docs/staff-board.md). A password login lasts this long.
     staff_session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    # Every time on the staff board and in the audit log is shown in its compound's
+    # time zone (IANA name): `compound_timezones` per compound id, else `timezone`.
+    timezone: str = "Asia/Shanghai"
+    compound_timezones: dict[str, str] = Field(default_factory=dict)
     # Failed password logins are counted per (login name, client address)
     # within the window: after login_failures_per_name of them, each further
     # failure makes that pair wait login_backoff_ms, doubling, at most
@@ -148,6 +162,29 @@ class ApiSettings(BaseSettings):
     board_stream_max_s: int = Field(default=600, ge=1, le=86_400)
     # How often the API looks for sheds that stopped reporting ("shed offline" alarms).
     api_alarm_interval_s: float = Field(default=10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _production(self) -> ApiSettings:
+        if not self.production:
+            return self
+        problems = []
+        token = self.admin_token.get_secret_value() if self.admin_token is not None else None
+        if token is not None and weak_token(token):
+            problems.append(
+                f"EBSHED_API_ADMIN_TOKEN is weak: at least {MIN_TOKEN_LEN} characters of a "
+                "random secret (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if not self.cookie_secure:
+            problems.append("EBSHED_API_COOKIE_SECURE must be true")
+        if self.dev_endpoints:
+            problems.append("EBSHED_API_DEV_ENDPOINTS must be false")
+        if self.pay_credentials_dir is not None:
+            problems.append("EBSHED_API_PAY_CREDENTIALS_DIR is for the demo only")
+        if not self.public_base_url.startswith("https://"):
+            problems.append("EBSHED_API_PUBLIC_BASE_URL must be https://")
+        if problems:
+            raise ValueError("production mode refuses to start: " + "; ".join(problems))
+        return self
 
     @field_validator("order_amounts_fen")
     @classmethod

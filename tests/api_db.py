@@ -210,6 +210,7 @@ def api_settings(db_url: str, **overrides: Any) -> ApiSettings:
         "admin_token": ADMIN_TOKEN,
         "auto_migrate": False,  # the fixtures migrated it; start-up only checks
         "command_poll_interval_ms": 100,
+        "cookie_secure": False,  # the test servers speak plain HTTP
     }
     values.update(overrides)
     return ApiSettings(**values)

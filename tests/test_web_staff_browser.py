@@ -77,7 +77,9 @@ class FakeShed:
 async def central(tmp_path: Path) -> AsyncIterator[tuple[str, FakeShed]]:
     db = f"sqlite:///{tmp_path / 'central.sqlite'}"
     upgrade(db)
-    settings = ApiSettings(database_url=db, admin_token=ADMIN, board_poll_interval_ms=100)
+    settings = ApiSettings(
+        database_url=db, admin_token=ADMIN, board_poll_interval_ms=100, cookie_secure=False
+    )
     server = LocalServer(create_app(settings), lifespan=True)
     await server.start()
     admin = {"Authorization": f"Bearer {ADMIN}"}

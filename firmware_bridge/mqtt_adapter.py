@@ -33,7 +33,9 @@ unacked command is re-sent with the same id (boards dedupe) after
 `ack_timeout_s`, and on every reconnect; after `max_attempts` sends, or
 if it is still unsent `outbox_ttl_s` after `send_command`, the sink gets
 `CmdAck(ok=False, relay=False, error="timeout" | "not_sent" | "outbox_full")`;
-`relay` means nothing in such a result.
+`relay` means nothing in such a result. These timeouts run on
+`timeout_clock(clock)`: on a clock sped up for a demo they still last real
+seconds, as they protect real hardware (`firmware_bridge.tasks`).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ from firmware_bridge.mqtt_codec import (
     encode_controller_status,
     encode_port_state,
 )
-from firmware_bridge.tasks import Clock, Sink, StartStop, cancel_and_wait
+from firmware_bridge.tasks import Clock, Sink, StartStop, cancel_and_wait, timeout_clock
 
 log = logging.getLogger(__name__)
 ANSWERED_KEPT = 1024  # ids of answered commands remembered, to tell a repeated ack
@@ -255,7 +257,8 @@ class MqttBridge(StartStop):
         self._settings = settings
         self._codec = codec
         self._topics = codec.topics
-        self._clock = clock
+        self._clock = clock  # timestamps: the controller's (maybe simulated) time
+        self._timer = timeout_clock(clock)  # ack deadlines, re-sends, log rate limits
         self._sink = sink
         self._sync_sink = not inspect.iscoroutinefunction(sink)
         self._tracker = CommandTracker(
@@ -338,7 +341,7 @@ class MqttBridge(StartStop):
         Raises ValueError for a command the contract cannot carry or an id already pending.
         """
         encode_command(cmd)  # refuse a malformed command here, not in the sender
-        self._tracker.add(cmd, self._clock.now_ms())
+        self._tracker.add(cmd, self._timer.now_ms())
         self._wake.set()
 
     def publish_port_state(
@@ -389,8 +392,8 @@ class MqttBridge(StartStop):
     def _accept(self, topic: str, payload: bytes) -> DeviceMessage | None:
         """Count, decode and check one message; None when it is dropped or not ours."""
         self._counts["received"] += 1
-        now = self._clock.now_ms()
-        msg = self._codec.decode(topic, payload, now)
+        msg = self._codec.decode(topic, payload, self._clock.now_ms())
+        now = self._timer.now_ms()
         if isinstance(msg, Drop):
             if self._drops.record(msg, topic, now):
                 log.warning("dropped MQTT message on %r: %s (%s)", topic, msg.reason, msg.detail)
@@ -421,7 +424,7 @@ class MqttBridge(StartStop):
 
     def _on_overflow(self, message: aiomqtt.Message) -> None:
         self._counts["incoming_overflow"] += 1
-        if self._drops.should_log("(incoming queue full)", self._clock.now_ms()):
+        if self._drops.should_log("(incoming queue full)", self._timer.now_ms()):
             log.warning(
                 "incoming MQTT queue full (%d), discarding messages, e.g. on %r",
                 self._settings.max_incoming,
@@ -548,7 +551,7 @@ class MqttBridge(StartStop):
     async def _send_loop(self) -> None:
         while True:
             self._wake.clear()
-            due, failed = self._tracker.poll(self._clock.now_ms())
+            due, failed = self._tracker.poll(self._timer.now_ms())
             for result in failed:
                 self._counts["commands_failed"] += 1
                 log.warning(
@@ -565,8 +568,9 @@ class MqttBridge(StartStop):
             await self._sleep_until_due()
 
     async def _sleep_until_due(self) -> None:
-        """Until a new command, a reconnect or the next ack deadline (on the clock,
-        which may be simulated), whichever comes first; no wake-ups in between."""
+        """Until a new command, a reconnect or the next ack deadline (on the timeout
+        clock: simulated when stepped, wall speed otherwise), whichever comes first;
+        no wake-ups in between."""
         due = self._tracker.next_due_ms()
         # Status and states left over after a flush failed: retried within a tick while
         # connected; while disconnected the reconnect wakes the sender and sends them.
@@ -574,9 +578,9 @@ class MqttBridge(StartStop):
         if due is None and not retry_flush:
             await self._wake.wait()
             return
-        left_s = self._settings.tick_s if due is None else (due - self._clock.now_ms()) / 1000
+        left_s = self._settings.tick_s if due is None else (due - self._timer.now_ms()) / 1000
         waits = {asyncio.ensure_future(self._wake.wait()),
-                 asyncio.ensure_future(self._clock.sleep(min(max(left_s, 0.0),
+                 asyncio.ensure_future(self._timer.sleep(min(max(left_s, 0.0),
                                                              self._settings.tick_s)))}
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -606,7 +610,7 @@ class MqttBridge(StartStop):
                     continue  # stays pending: re-sent after reconnect or its ack timeout
                 self._counts["commands_sent"] += 1
                 self._counts["commands_retried"] += cmd.id in resends
-                self._tracker.sent(cmd.id, self._clock.now_ms())
+                self._tracker.sent(cmd.id, self._timer.now_ms())
             errors = [r for r in results if isinstance(r, aiomqtt.MqttError)]
             if errors:
                 raise errors[0]

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from firmware_bridge.messages import DeviceMessage
 
@@ -20,6 +20,29 @@ class Clock(Protocol):
     def now_ms(self) -> int: ...
 
     async def sleep(self, seconds: float) -> None: ...
+
+
+@runtime_checkable
+class FastClock(Protocol):
+    """A clock that runs faster than wall time (the demo's `--speed`). Its
+    `timeouts` clock runs at wall speed."""
+
+    @property
+    def timeouts(self) -> Clock: ...
+
+
+def timeout_clock(clock: Clock) -> Clock:
+    """The clock a bridge times its protocol on: ack deadlines, re-sends, outbox
+    expiry, log rate limits.
+
+    These protect real hardware, so they must last as long as on a real shed,
+    whatever the simulated speed: a clock running N times faster than wall
+    time (`FastClock`) hands over its wall-speed `timeouts` clock. Any other
+    clock times them itself: wall time in production, and a stepped simulated
+    clock in tests and at `--speed max`, where nothing happens between steps
+    and a board that does not answer is part of the scenario.
+    """
+    return clock.timeouts if isinstance(clock, FastClock) else clock
 
 
 Sink = Callable[[DeviceMessage], Awaitable[None] | None]

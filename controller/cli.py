@@ -12,8 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
+# Plain help (`rich_markup_mode=None`): typer's rich panels label every flag `<bool>`.
 app = typer.Typer(
-    help="Open e-bike charging shed controller.", no_args_is_help=True, add_completion=False
+    help="Open e-bike charging shed controller.", no_args_is_help=True, add_completion=False,
+    rich_markup_mode=None,
 )
 controller_app = typer.Typer(help="The edge controller of one shed.", no_args_is_help=True)
 sim_app = typer.Typer(help="Simulated devices.", no_args_is_help=True)
@@ -83,7 +85,9 @@ def demo(
     transport: Annotated[
         str, typer.Option(help="Socket boards on mqtt, on an RS-485 bus (modbus), or mixed.")
     ] = "mqtt",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log INFO lines too (to demo.log).")
+    ] = False,
 ) -> None:
     """Run a whole simulated shed: broker, controller and e-bikes, in one process."""
     from simulators.demo import DemoOptions, run_demo
@@ -133,7 +137,11 @@ def controller_run(
     http: Annotated[
         str | None, typer.Option(help="Local operator API address, host:port.")
     ] = "127.0.0.1:8181",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = True,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose/--quiet", "-v/-q",
+                     help="Log connections and sessions (INFO), or warnings only."),
+    ] = True,
 ) -> None:
     """Run the edge controller of one shed against a real MQTT broker."""
     from controller.clock import RealClock
@@ -149,13 +157,17 @@ def controller_run(
 def sim_shed(
     config: Annotated[Path, typer.Option(help="The same shed config the controller uses.")],
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 1.0,
-    seed: Annotated[int, typer.Option()] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated arrivals.")] = 7,
     credentials: Annotated[
         Path | None,
         typer.Option(envvar="EBSHED_DEVICE_CREDENTIALS",
                      help="Devices log in as themselves: credentials.toml of deploy broker."),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = True,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose/--quiet", "-v/-q",
+                     help="Log connections and sessions (INFO), or warnings only."),
+    ] = True,
 ) -> None:
     """Simulated socket boards (with e-bikes arriving) for a shed config."""
     import os
@@ -429,7 +441,7 @@ def bench_telemetry(
 @bench_app.command("footprint")
 def bench_footprint(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
-    sockets: Annotated[int, typer.Option()] = 200,
+    sockets: Annotated[int, typer.Option(help="Sockets of the simulated shed.")] = 200,
     minutes: Annotated[float, typer.Option(help="Real minutes to run.")] = 10.0,
     broker: Annotated[str, typer.Option(help="Mosquitto host:port.")] = "127.0.0.1:1883",
     telemetry: Annotated[
@@ -446,7 +458,7 @@ def bench_footprint(
 @bench_app.command("reports")
 def bench_reports(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
-    compounds: Annotated[int, typer.Option()] = 20,
+    compounds: Annotated[int, typer.Option(help="Compounds in the generated data.")] = 20,
     sheds: Annotated[int, typer.Option(help="Sheds per compound.")] = 5,
     sockets: Annotated[int, typer.Option(help="Sockets per shed.")] = 48,
     days: Annotated[int, typer.Option(help="Days of sessions (from 2025-12-01).")] = 365,
@@ -467,7 +479,7 @@ def bench_reports(
 def bench_pay_start(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
     orders: Annotated[int, typer.Option(help="Orders paid (one per socket).")] = 20,
-    sockets: Annotated[int, typer.Option()] = 24,
+    sockets: Annotated[int, typer.Option(help="Sockets of the shed.")] = 24,
     broker: Annotated[str, typer.Option(help="Mosquitto host:port.")] = "127.0.0.1:1883",
     workers: Annotated[int, typer.Option(help="uvicorn workers of the central API.")] = 1,
     database_url: Annotated[
@@ -485,7 +497,7 @@ def bench_pay_start(
 def bench_modbus_poll(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
     cycles: Annotated[int, typer.Option(help="Poll cycles measured per configuration.")] = 3,
-    seed: Annotated[int, typer.Option()] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated boards.")] = 7,
 ) -> None:
     """RS-485 poll-cycle time for 1, 4 and 16 boards at 9600 and 115200 baud vs wire time."""
     from bench.modbus_poll import run

@@ -81,10 +81,17 @@ def demo(
     start_hour: Annotated[
         float, typer.Option(help="Local hour (China time) the simulated day starts at.")
     ] = 18.0,
-    headless: Annotated[bool, typer.Option(help="No live view (implied by --speed max).")] = False,
+    headless: Annotated[
+        bool, typer.Option(help="No live view (implied by --speed max); progress lines instead.")
+    ] = False,
     transport: Annotated[
         str, typer.Option(help="Socket boards on mqtt, on an RS-485 bus (modbus), or mixed.")
     ] = "mqtt",
+    broker: Annotated[
+        str,
+        typer.Option(help="MQTT broker: auto (mosquitto if on PATH, else amqtt), amqtt or "
+                          "mosquitto."),
+    ] = "auto",
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log INFO lines too (to demo.log).")
     ] = False,
@@ -103,6 +110,11 @@ def demo(
         _fail("--speed max needs --hours")
     if transport not in ("mqtt", "modbus", "mixed"):
         _fail("--transport must be mqtt, modbus or mixed")
+    if broker not in ("auto", "amqtt", "mosquitto"):
+        _fail("--broker must be auto, amqtt or mosquitto")
+    if hours is not None and hours <= 0:
+        _fail("--hours must be positive")
+    live = not headless and speed != "max"
     opts = DemoOptions(
         hours=hours,
         speed=speed,
@@ -110,8 +122,11 @@ def demo(
         sockets=sockets,
         seed=seed,
         start_hour=start_hour,
-        live=not headless and speed != "max",
+        live=live,
         transport=transport,  # type: ignore[arg-type]
+        broker=broker,  # type: ignore[arg-type]
+        progress_every_s=None if live else 10.0,
+        log_file=True,
     )
     summary = asyncio.run(run_demo(opts))
     if summary_json is not None:
@@ -145,12 +160,16 @@ def controller_run(
 ) -> None:
     """Run the edge controller of one shed against a real MQTT broker."""
     from controller.clock import RealClock
-    from controller.runtime import run_forever
+    from controller.runtime import TaskDied, run_forever
 
     _logging(verbose)
     settings = _load(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_forever(settings, RealClock(), http))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_forever(settings, RealClock(), http))
+    except TaskDied as err:  # exit non-zero, so that systemd restarts the controller
+        typer.echo(f"controller stopped: {err}", err=True)
+        raise typer.Exit(70) from err
 
 
 @sim_app.command("shed")
@@ -475,6 +494,25 @@ def bench_reports(
               postgres=postgres, repeat=repeat), json_out)
 
 
+@bench_app.command("ingest")
+def bench_ingest(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    records: Annotated[int, typer.Option(help="Records posted in all (about).")] = 60_000,
+    sheds: Annotated[int, typer.Option(help="Sheds posting at once.")] = 20,
+    batch: Annotated[int, typer.Option(help="Records per uplink call (at most 500).")] = 500,
+    workers: Annotated[int, typer.Option(help="uvicorn workers of the central API.")] = 2,
+    clients: Annotated[int, typer.Option(help="Connections posting at once.")] = 4,
+    postgres: Annotated[
+        str, typer.Option(help="PostgreSQL server: a throwaway database is made on it.")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+) -> None:
+    """Session records/s through the uplink API vs a bare batched insert (10 % duplicates)."""
+    from bench.ingest import run
+
+    _emit(run(records=records, sheds=sheds, batch=batch, workers=workers, clients=clients,
+              postgres=postgres), json_out)
+
+
 @bench_app.command("pay-start")
 def bench_pay_start(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
@@ -498,11 +536,20 @@ def bench_modbus_poll(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
     cycles: Annotated[int, typer.Option(help="Poll cycles measured per configuration.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed of the simulated boards.")] = 7,
+    burners: Annotated[
+        int | None,
+        typer.Option(help="CPU burner processes of the loaded run (default: one per core; "
+                          "0: quiet only)."),
+    ] = None,
+    loop_busy_ms: Annotated[
+        float, typer.Option(help="Also keep the event loop busy in CPU slices this long.")
+    ] = 0.0,
 ) -> None:
-    """RS-485 poll-cycle time for 1, 4 and 16 boards at 9600 and 115200 baud vs wire time."""
+    """RS-485 poll-cycle time for 1, 4 and 16 boards at 9600 and 115200 baud vs wire time,
+    quiet and with the box loaded by CPU burners, side by side."""
     from bench.modbus_poll import run
 
-    _emit(run(cycles=cycles, seed=seed), json_out)
+    _emit(run(cycles=cycles, seed=seed, burners=burners, loop_busy_ms=loop_busy_ms), json_out)
 
 
 def _emit(result: dict[str, Any], json_out: Path | None) -> None:

@@ -8,7 +8,12 @@ messages an MQTT board produces, so the controller does not know which
 transport a port uses.
 
 One worker task owns the line and does one exchange (request, answer) at a
-time:
+time. It runs in the bridge's own thread, on that thread's event loop, so
+the load of the controller's event loop does not stretch the exchanges: the
+caller's loop only hands it commands, receives its messages (in order, from
+one delivery task) and decides when a cycle is due by the injected clock
+(one hand-over per cycle, not per exchange). `stop()` ends and joins the
+thread.
 
 - **Poll cycle.** For each board in slave-id order: its socket block in one
   FC 04 read (two for 16 sockets), then its card registers in one FC 03 read
@@ -53,10 +58,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from firmware_bridge.messages import CmdAck, DeviceMessage, PortCommand, Telemetry
 from firmware_bridge.modbus_board import BoardTracker
@@ -92,6 +99,7 @@ __all__ = ["CycleStats", "ModbusBridge", "ModbusBusSettings", "ModbusConfigError
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
 _FRAME_MARGIN_S = 0.05  # USB adapters deliver in bursts; allowed on top of 1.5 x a frame's time
 
 
@@ -103,6 +111,24 @@ class CycleStats:
     duration_s: float
     exchanges: int
     wire_s: float  # the theoretical bus time of the same frames (characters and gaps)
+
+
+@dataclass(frozen=True, slots=True)
+class _Progress:
+    """A marker in the delivery order: every message before it has been handed over."""
+
+    cycle: int  # the number (`cycle_no`) of the cycle that ended
+
+
+@dataclass(frozen=True, slots=True)
+class _Acked:
+    """A command's ack, and the cycle it came in (0: between cycles)."""
+
+    ack: CmdAck
+    in_cycle: int
+
+
+_Item = DeviceMessage | _Progress | _Acked
 
 
 @dataclass(slots=True)
@@ -131,18 +157,32 @@ class ModbusBridge(StartStop):
             for tracker in self._boards.values()
             for k, port in enumerate(tracker.ports)
         }
+        # The queue, the command in flight and the recent acks are shared by the
+        # caller's thread (send_command) and the bus thread: under `_lock`.
+        self._lock = threading.Lock()
         self._queue: deque[_Job] = deque()
         self._inflight: str | None = None  # id of the command on the wire
         self._done: OrderedDict[str, CmdAck] = OrderedDict()  # acks of recent ids
+        self._open_commands = 0  # sent and not yet acknowledged to the sink (caller's thread)
         self._probe_due: dict[int, float] = {}
         self._bus_free_at = 0.0  # monotonic time the next frame may start
-        self._cycle_no = 0
+        self._cycle_no = 0  # cycles begun: counted on the caller's loop
+        self._cycles_seen = 0  # the number of the last cycle whose messages the sink has had
+        self._running_cycle = 0  # the cycle the bus is in (0: between cycles; bus thread)
+        self._acked_in_cycle = 0  # the cycle the latest ack handed over came in
         self._cycle_wire_s = 0.0
         self._cycle_exchanges = 0
         self.recent_cycles: deque[CycleStats] = deque(maxlen=64)
         self._progress = asyncio.Condition()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()  # the bus loop's
+        self._task: asyncio.Task[None] | None = None  # the worker, on the bus loop
+        self._thread: threading.Thread | None = None
+        self._bus_loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the caller's
+        self._outbox: deque[_Item] = deque()  # bus thread -> caller
+        self._outbox_ready = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._stopped: asyncio.Future[None] | None = None
         self._last_open_error = ""
         self._counts: dict[str, int] = dict.fromkeys(
             (
@@ -184,28 +224,75 @@ class ModbusBridge(StartStop):
         Raises ModbusConfigError if the port cannot run the configured line
         settings. A port that is missing or fails is retried in the background.
         """
-        if self._task is not None:
+        if self._thread is not None:
             raise RuntimeError("bridge already started")
+        loop = asyncio.get_running_loop()
         try:
-            self._line.open()
+            self._line.open(watch=False)  # the bus thread reads it
         except LineError as err:
             self._open_failed(err)
-        self._task = asyncio.create_task(self._run(), name=f"modbus-{self.settings.bus_id}")
+        name = f"modbus-{self.settings.bus_id}"
+        self._loop = loop
+        self._stopped = loop.create_future()
+        self._outbox_ready = asyncio.Event()
+        self._pump_task = loop.create_task(self._pump(), name=f"{name}-deliver")
+        bus_loop = asyncio.new_event_loop()
+        self._bus_loop = bus_loop
+        self._wake = asyncio.Event()
+        self._task = bus_loop.create_task(self._run(), name=name)  # runs once the thread does
+        self._thread = threading.Thread(target=self._serve, args=(bus_loop,), name=name)
+        self._thread.start()
 
     async def stop(self) -> None:
-        """Stop polling and close the port. Commands still queued are dropped and counted."""
-        task, self._task = self._task, None
-        if task is not None:
-            await cancel_and_wait(task)
+        """Stop polling, join the bus thread and close the port.
+
+        Messages the bus produced before it stopped are still handed to the
+        sink; commands still queued are dropped and counted.
+        """
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            assert self._bus_loop is not None and self._stopped is not None
+            self._bus_loop.call_soon_threadsafe(self._cancel_worker)
+            await asyncio.shield(self._stopped)
+            thread.join()
+            self._bus_loop = None
+            if self._pump_task is not None:
+                await cancel_and_wait(self._pump_task)
+                self._pump_task = None
+            while self._outbox:
+                await self._hand_over(self._outbox.popleft())
         self._line.close()
-        dropped = len(self._queue) + (self._inflight is not None)
+        with self._lock:
+            dropped = len(self._queue) + (self._inflight is not None)
+            self._queue.clear()
+            self._inflight = None
+        self._open_commands = 0
         if dropped:
             self._counts["commands_dropped"] += dropped
             log.warning(
                 "bus %s stopped with %d command(s) unanswered", self.settings.bus_id, dropped
             )
-            self._queue.clear()
-            self._inflight = None
+
+    def _serve(self, bus_loop: asyncio.AbstractEventLoop) -> None:
+        """The bus thread: run the worker on its own loop until stop() cancels it."""
+        asyncio.set_event_loop(bus_loop)
+        try:
+            assert self._task is not None
+            with contextlib.suppress(asyncio.CancelledError):
+                bus_loop.run_until_complete(self._task)
+        finally:
+            self._line.close()  # its reader is this loop's
+            with contextlib.suppress(Exception):
+                bus_loop.run_until_complete(bus_loop.shutdown_asyncgens())
+            bus_loop.close()
+            asyncio.set_event_loop(None)
+            if self._loop is not None and self._stopped is not None:
+                stopped = self._stopped
+                self._loop.call_soon_threadsafe(_resolve, stopped)
+
+    def _cancel_worker(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
     def board_online(self, board_id: str) -> bool | None:
         """True/False once known; None while the board was never heard from."""
@@ -215,10 +302,14 @@ class ModbusBridge(StartStop):
         raise KeyError(board_id)
 
     async def wait_cycles(self, n: int = 1) -> None:
-        """Wait until `n` more poll cycles have ended (wrap in `asyncio.timeout`)."""
-        target = self._counts["cycles"] + n
+        """Wait until `n` more poll cycles have ended (wrap in `asyncio.timeout`).
+
+        A cycle during which a command acknowledged before this call ran does
+        not count: the readings waited for show every acknowledged command.
+        """
+        target = max(self._cycles_seen, self._acked_in_cycle) + n
         async with self._progress:
-            await self._progress.wait_for(lambda: self._counts["cycles"] >= target)
+            await self._progress.wait_for(lambda: self._cycles_seen >= target)
 
     @property
     def cycle_no(self) -> int:
@@ -238,22 +329,22 @@ class ModbusBridge(StartStop):
         target = (self._cycle_no if after is None else after) + 1
         async with self._progress:
             await self._progress.wait_for(
-                lambda: (
-                    self._counts["cycles"] >= target and not self._queue and self._inflight is None
-                )
+                lambda: self._cycles_seen >= target and not self._open_commands
             )
 
     async def commands_done(self) -> None:
         """Wait until every queued command has been carried out and acknowledged
         (commands run between poll cycles: no new cycle is needed)."""
         async with self._progress:
-            await self._progress.wait_for(lambda: not self._queue and self._inflight is None)
+            await self._progress.wait_for(lambda: not self._open_commands)
 
     def counters(self) -> dict[str, int]:
         """Snapshot for metrics. `dropped.<reason>` per kind of bad frame; `dropped` in total."""
         out = dict(self._counts)
-        out["dropped"] = sum(self._drops.values())
-        out.update({f"dropped.{reason}": n for reason, n in sorted(self._drops.items())})
+        with self._lock:
+            drops = dict(self._drops)
+        out["dropped"] = sum(drops.values())
+        out.update({f"dropped.{reason}": n for reason, n in sorted(drops.items())})
         out["reboots"] = sum(t.reboots for t in self._boards.values())
         out["boards_online"] = sum(t.online is True for t in self._boards.values())
         out["pending_commands"] = len(self._queue)
@@ -279,19 +370,23 @@ class ModbusBridge(StartStop):
             check_u16("max_w", _int("max_w", cmd.max_w))
         elif cmd.op not in ("off", "renew"):
             raise ValueError(f"unknown op {cmd.op!r}")
-        if cmd.id == self._inflight or any(job.cmd.id == cmd.id for job in self._queue):
-            raise ValueError(f"command id {cmd.id!r} is already pending")
-        known = self._done.get(cmd.id)
-        if known is not None:
-            self._queue.append(_Job(cmd, replay=known))
-        elif cmd.op == "off":
-            self._queue_off(cmd)
-        else:
-            self._queue.append(_Job(cmd))
-        self._wake.set()
+        with self._lock:
+            if cmd.id == self._inflight or any(job.cmd.id == cmd.id for job in self._queue):
+                raise ValueError(f"command id {cmd.id!r} is already pending")
+            known = self._done.get(cmd.id)
+            if known is not None:
+                self._queue.append(_Job(cmd, replay=known))
+            elif cmd.op == "off":
+                self._queue_off(cmd)
+            else:
+                self._queue.append(_Job(cmd))
+        self._open_commands += 1
+        if self._bus_loop is not None:
+            with contextlib.suppress(RuntimeError):  # the bus loop is closing: stop() counts it
+                self._bus_loop.call_soon_threadsafe(self._wake.set)
 
     def _queue_off(self, cmd: PortCommand) -> None:
-        """Before every queued on/renew; those of the same port are withdrawn."""
+        """Before every queued on/renew; those of the same port are withdrawn. Under `_lock`."""
         kept: deque[_Job] = deque()
         offs: list[_Job] = []
         for job in self._queue:
@@ -312,15 +407,53 @@ class ModbusBridge(StartStop):
     # ------------------------------------------------------------------ delivery
 
     async def _deliver(self, msg: DeviceMessage) -> None:
+        """Hand a message to the caller's loop, which gives it to the sink in order."""
+        self._post(msg)
+
+    def _post(self, item: _Item) -> None:
+        self._outbox.append(item)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to tell
+                self._loop.call_soon_threadsafe(self._outbox_ready.set)
+
+    def _notify_progress(self) -> None:
+        self._post(_Progress(self._cycle_no))  # the cycle just ended, by its number
+
+    async def _pump(self) -> None:
+        """On the caller's loop: the bus thread's messages to the sink, one at a time."""
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while self._outbox:
+                await self._hand_over(self._outbox.popleft())
+
+    async def _hand_over(self, item: _Item) -> None:
+        if isinstance(item, _Progress):
+            self._cycles_seen = item.cycle
+            async with self._progress:
+                self._progress.notify_all()
+            return
+        if isinstance(item, _Acked):  # every command gets exactly one
+            self._open_commands = max(0, self._open_commands - 1)
+            self._acked_in_cycle = max(self._acked_in_cycle, item.in_cycle)
+            item = item.ack
         try:
-            result = self._sink(msg)
+            result = self._sink(item)
             if result is not None:
                 await result
         except Exception:
             self._counts["sink_errors"] += 1
-            log.exception("sink failed on %s", type(msg).__name__)
+            log.exception("sink failed on %s", type(item).__name__)
         else:
             self._counts["delivered"] += 1
+        if isinstance(item, CmdAck):
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _on_caller(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run `coro` on the caller's loop (the clock is that loop's) and wait for it."""
+        assert self._loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
     async def _deliver_all(self, msgs: list[DeviceMessage]) -> None:
         for msg in msgs:
@@ -329,7 +462,9 @@ class ModbusBridge(StartStop):
     # ------------------------------------------------------------------ worker
 
     async def _run(self) -> None:
+        self._line.watch()
         delay = self.settings.reopen_min_s
+        next_cycle_ms: int | None = None  # None: due at once
         while True:
             if not self._line.is_open:
                 try:
@@ -343,18 +478,21 @@ class ModbusBridge(StartStop):
                 log.info("bus %s: %s open again", self.settings.bus_id, self.settings.device)
                 delay = self.settings.reopen_min_s
             try:
-                next_cycle_ms = self._clock.now_ms() + round(self.settings.poll_interval_s * 1000)
+                next_cycle_ms = await self._idle(next_cycle_ms)
                 await self._cycle()
-                await self._idle(next_cycle_ms)
             except LineError as err:
                 self._counts["line_failures"] += 1
                 log.error("bus %s: %s; reopening", self.settings.bus_id, err)
                 self._line.close()
+                self._running_cycle = 0
                 await self._line_down()
+                next_cycle_ms = None
             except Exception:  # a bug must not end the polling for good
                 self._counts["errors"] += 1
                 log.exception("bus %s: poll cycle failed", self.settings.bus_id)
+                self._running_cycle = 0
                 await self._idle_real(self.settings.reopen_min_s)
+                next_cycle_ms = None
 
     def _open_failed(self, err: Exception) -> None:
         self._counts["open_failures"] += 1
@@ -364,20 +502,29 @@ class ModbusBridge(StartStop):
 
     async def _line_down(self) -> None:
         """The port failed: every board is out of reach until it is open again."""
+        await self._fail_queued("bus_down")
         now = self._clock.now_ms()
         for tracker in self._boards.values():
             await self._deliver_all(tracker.unreachable(now))
             self._probe_due[tracker.slave] = 0.0  # probe as soon as the port is back
-        await self._fail_queued("bus_down")
 
     async def _fail_queued(self, error: str) -> None:
-        while self._queue:
-            job = self._queue.popleft()
+        while (job := self._next_job(inflight=False)) is not None:
             await self._finish(job, CmdAck(job.cmd.port, job.cmd.id, False, False, error))
+
+    def _next_job(self, *, inflight: bool) -> _Job | None:
+        """The first queued job; with `inflight` a command to execute is marked on the wire."""
+        with self._lock:
+            if not self._queue:
+                return None
+            job = self._queue.popleft()
+            if inflight and job.replay is None:
+                self._inflight = job.cmd.id  # still set if stop() cancels us: counted as dropped
+            return job
 
     async def _cycle(self) -> None:
         started = time.monotonic()
-        self._cycle_no += 1
+        self._running_cycle = self._cycle_no
         self._cycle_wire_s = 0.0
         self._cycle_exchanges = 0
         for tracker in self._boards.values():
@@ -388,31 +535,33 @@ class ModbusBridge(StartStop):
                 continue
             await self._poll(tracker)
         self._counts["cycles"] += 1
+        self._running_cycle = 0
         self.recent_cycles.append(
             CycleStats(
                 started, time.monotonic() - started, self._cycle_exchanges, self._cycle_wire_s
             )
         )
-        async with self._progress:
-            self._progress.notify_all()
+        self._notify_progress()
 
-    async def _idle(self, next_cycle_ms: int) -> None:
-        """Run commands until the next cycle is due (and a probe, if nothing else is to do)."""
+    async def _idle(self, due_ms: int | None) -> int:
+        """Run commands until the next cycle is due (and a probe, if nothing else is to
+        do); begin it and return when the one after it is due."""
         not_before = 0.0
         if all(t.online is False for t in self._boards.values()):
             not_before = min(self._probe_due.values(), default=0.0)
         while True:
             await self._run_commands()
-            clock_left = (next_cycle_ms - self._clock.now_ms()) / 1000
             real_left = not_before - time.monotonic()
-            if clock_left <= 0 and real_left <= 0:
-                return
+            if real_left <= 0:
+                begun = await self._on_caller(self._begin_cycle(due_ms))
+                if begun is not None:
+                    return begun
             self._wake.clear()
             waits: list[asyncio.Task[Any]] = [
                 asyncio.create_task(self._wake.wait(), name="modbus-wake")
             ]
-            if clock_left > 0:
-                tick = self._clock_reaches(next_cycle_ms)
+            if due_ms is not None:  # at once if the clock has moved past it meanwhile
+                tick = self._on_caller(self._clock_reaches(due_ms))
                 waits.append(asyncio.create_task(tick, name="modbus-tick"))
             try:
                 await asyncio.wait(
@@ -422,6 +571,15 @@ class ModbusBridge(StartStop):
                 )
             finally:
                 await cancel_and_wait(*waits)
+
+    async def _begin_cycle(self, due_ms: int | None) -> int | None:
+        """On the caller's loop, so `cycle_no` moves only between its steps: begin a cycle
+        if it is due by the clock, and return when the next one will be (else None)."""
+        now = self._clock.now_ms()
+        if due_ms is not None and now < due_ms:
+            return None
+        self._cycle_no += 1
+        return now + round(self.settings.poll_interval_s * 1000)
 
     async def _clock_reaches(self, t_ms: int) -> None:
         # The time left is taken when the task runs: a SimClock may have moved meanwhile.
@@ -548,22 +706,18 @@ class ModbusBridge(StartStop):
     # ------------------------------------------------------------------ commands
 
     async def _run_commands(self) -> None:
-        while self._queue:
-            job = self._queue.popleft()
+        while (job := self._next_job(inflight=True)) is not None:
             if job.replay is not None:
                 if job.replay.error != "superseded":
                     self._counts["commands_replayed"] += 1
                 await self._finish(job, job.replay)
                 continue
-            self._inflight = job.cmd.id  # still set if stop() cancels us: counted as dropped
             try:
                 ack = await self._execute(job.cmd)
             except LineError:
-                self._inflight = None
-                await self._finish(job, CmdAck(job.cmd.port, job.cmd.id, False, False, "bus_down"))
+                self._finish_sync(job, CmdAck(job.cmd.port, job.cmd.id, False, False, "bus_down"))
                 raise
-            self._inflight = None
-            await self._finish(job, ack)
+            self._finish_sync(job, ack)
 
     async def _execute(self, cmd: PortCommand) -> CmdAck:
         tracker, k = self._port_map[cmd.port]
@@ -592,18 +746,22 @@ class ModbusBridge(StartStop):
         return CmdAck(cmd.port, cmd.id, False, False, "timeout" if outcome is None else "bad_frame")
 
     async def _finish(self, job: _Job, ack: CmdAck) -> None:
-        if job.replay is None:
-            self._done[job.cmd.id] = ack
-            while len(self._done) > self.settings.dedupe_size:
-                self._done.popitem(last=False)
+        self._finish_sync(job, ack)
+
+    def _finish_sync(self, job: _Job, ack: CmdAck) -> None:
+        with self._lock:
+            if job.replay is None:
+                self._done[job.cmd.id] = ack
+                while len(self._done) > self.settings.dedupe_size:
+                    self._done.popitem(last=False)
+            if self._inflight == job.cmd.id:
+                self._inflight = None
         if ack.ok:
             self._counts["commands_acked"] += 1
         else:
             self._counts["commands_failed"] += 1
             log.warning("command %s to port %d failed: %s", ack.id, ack.port, ack.error)
-        await self._deliver(ack)
-        async with self._progress:
-            self._progress.notify_all()
+        self._post(_Acked(ack, self._running_cycle))
 
     # ------------------------------------------------------------------ the wire
 
@@ -677,7 +835,8 @@ class ModbusBridge(StartStop):
             self._cycle_wire_s += timing.exchange_s(len(frame), received)
 
     def _drop(self, req: Request, dropped: Dropped) -> None:
-        self._drops[dropped.reason] = self._drops.get(dropped.reason, 0) + 1
+        with self._lock:
+            self._drops[dropped.reason] = self._drops.get(dropped.reason, 0) + 1
         log.debug(
             "bus %s: dropped a frame (%s) answering slave %d: %s",
             self.settings.bus_id,
@@ -685,6 +844,11 @@ class ModbusBridge(StartStop):
             req.slave,
             dropped.detail,
         )
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _int(name: str, value: int | None) -> int:

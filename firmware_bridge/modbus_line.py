@@ -1,4 +1,7 @@
-"""One RS-485 serial port, opened with pyserial and read by the asyncio event loop.
+"""One RS-485 serial port, opened with pyserial and read by an asyncio event loop.
+
+The port may be opened in one thread (so that bad settings raise at once)
+and read by the event loop of another, the bus master's own (`watch()`).
 
 I/O only: bytes out, bytes in with their arrival time. Framing is
 `modbus_codec`'s, scheduling the bridge's.
@@ -55,6 +58,7 @@ class SerialLine:
         self.first_byte_at: float | None = None  # monotonic time the buffer's first byte came
         self.last_byte_at: float | None = None
         self._serial: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop reading the port
         self._data = asyncio.Event()
         self._error: LineError | None = None
 
@@ -62,8 +66,12 @@ class SerialLine:
     def is_open(self) -> bool:
         return self._serial is not None
 
-    def open(self) -> None:
-        """Open and configure the port. Raises LineError, or ModbusConfigError for bad settings."""
+    def open(self, *, watch: bool = True) -> None:
+        """Open and configure the port. Raises LineError, or ModbusConfigError for bad settings.
+
+        With `watch` the running event loop reads it at once; else call `watch()`
+        from the loop that is to read it.
+        """
         if self._serial is not None:
             return
         try:
@@ -89,7 +97,16 @@ class SerialLine:
         self._serial = port
         self._error = None
         self.clear()
-        asyncio.get_running_loop().add_reader(port.fileno(), self._on_readable)
+        if watch:
+            self.watch()
+
+    def watch(self) -> None:
+        """Let the running event loop read the open port (once; it is that loop's from now on)."""
+        if self._serial is None or self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._data = asyncio.Event()
+        self._loop.add_reader(self._serial.fileno(), self._on_readable)
 
     def _check_settings(self, port: Any) -> None:
         if termios is None:
@@ -107,10 +124,12 @@ class SerialLine:
 
     def close(self) -> None:
         port, self._serial = self._serial, None
+        loop, self._loop = self._loop, None
         if port is None:
             return
-        with contextlib.suppress(Exception):
-            asyncio.get_running_loop().remove_reader(port.fileno())
+        if loop is not None:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(port.fileno())
         with contextlib.suppress(Exception):
             port.close()
         self._data.set()  # wake a waiter: it sees the line closed
@@ -161,8 +180,10 @@ class SerialLine:
             data = self._serial.read(4096)
         except (serial.SerialException, OSError) as err:
             self._fail("read_failed", err)
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._serial.fileno())
+            loop, self._loop = self._loop, None
+            if loop is not None:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(self._serial.fileno())
             self._data.set()
             return
         if not data:

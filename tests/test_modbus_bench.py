@@ -17,7 +17,7 @@ def _no_leaks() -> Iterator[None]:
 
 
 def test_bench_reports_cycle_and_off_latency_against_the_wire() -> None:
-    result = run(boards=(1, 2), bauds=(115200,), sockets=12, cycles=2, off_samples=2)
+    result = run(boards=(1, 2), bauds=(115200,), sockets=12, cycles=2, off_samples=2, burners=1)
     assert {"name", "figure", "baseline", "ratio", "unit", "target", "met"} <= set(result)
     assert result["name"] == "modbus_poll"
     assert result["unit"] == "ms"
@@ -34,4 +34,9 @@ def test_bench_reports_cycle_and_off_latency_against_the_wire() -> None:
         assert 0 < c["off_ms_max"] < 4 * c["off_budget_ms"]
         assert c["met"] is (c["ratio"] <= 1.15 and c["off_ms_max"] <= c["off_budget_ms"])
         assert c["bus"]["gap_violations"] == 0
-    assert result["met"] is all(c["met"] for c in result["configs"])
+    loaded = result["loaded"]
+    assert (loaded["boards"], loaded["baud"], loaded["burners"]) == (2, 115200, 1)
+    assert loaded["wire_ms_formula"] == two["wire_ms_formula"]
+    assert 1.0 <= loaded["ratio"] < 3.0 and loaded["bus"]["gap_violations"] == 0
+    assert (result["figure"], result["ratio"]) == (loaded["cycle_ms"], loaded["ratio"])
+    assert result["met"] is (all(c["met"] for c in result["configs"]) and loaded["met"])

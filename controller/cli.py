@@ -81,17 +81,10 @@ def demo(
     start_hour: Annotated[
         float, typer.Option(help="Local hour (China time) the simulated day starts at.")
     ] = 18.0,
-    headless: Annotated[
-        bool, typer.Option(help="No live view (implied by --speed max); progress lines instead.")
-    ] = False,
+    headless: Annotated[bool, typer.Option(help="No live view (implied by --speed max).")] = False,
     transport: Annotated[
         str, typer.Option(help="Socket boards on mqtt, on an RS-485 bus (modbus), or mixed.")
     ] = "mqtt",
-    broker: Annotated[
-        str,
-        typer.Option(help="MQTT broker: auto (mosquitto if on PATH, else amqtt), amqtt or "
-                          "mosquitto."),
-    ] = "auto",
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log INFO lines too (to demo.log).")
     ] = False,
@@ -110,11 +103,6 @@ def demo(
         _fail("--speed max needs --hours")
     if transport not in ("mqtt", "modbus", "mixed"):
         _fail("--transport must be mqtt, modbus or mixed")
-    if broker not in ("auto", "amqtt", "mosquitto"):
-        _fail("--broker must be auto, amqtt or mosquitto")
-    if hours is not None and hours <= 0:
-        _fail("--hours must be positive")
-    live = not headless and speed != "max"
     opts = DemoOptions(
         hours=hours,
         speed=speed,
@@ -122,11 +110,8 @@ def demo(
         sockets=sockets,
         seed=seed,
         start_hour=start_hour,
-        live=live,
+        live=not headless and speed != "max",
         transport=transport,  # type: ignore[arg-type]
-        broker=broker,  # type: ignore[arg-type]
-        progress_every_s=None if live else 10.0,
-        log_file=True,
     )
     summary = asyncio.run(run_demo(opts))
     if summary_json is not None:
@@ -160,16 +145,12 @@ def controller_run(
 ) -> None:
     """Run the edge controller of one shed against a real MQTT broker."""
     from controller.clock import RealClock
-    from controller.runtime import TaskDied, run_forever
+    from controller.runtime import run_forever
 
     _logging(verbose)
     settings = _load(config)
-    try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_forever(settings, RealClock(), http))
-    except TaskDied as err:  # exit non-zero, so that systemd restarts the controller
-        typer.echo(f"controller stopped: {err}", err=True)
-        raise typer.Exit(70) from err
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_forever(settings, RealClock(), http))
 
 
 @sim_app.command("shed")
@@ -492,25 +473,6 @@ def bench_reports(
 
     _emit(run(compounds=compounds, sheds=sheds, sockets=sockets, days=days, backend=backend,
               postgres=postgres, repeat=repeat), json_out)
-
-
-@bench_app.command("ingest")
-def bench_ingest(
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
-    records: Annotated[int, typer.Option(help="Records posted in all (about).")] = 60_000,
-    sheds: Annotated[int, typer.Option(help="Sheds posting at once.")] = 20,
-    batch: Annotated[int, typer.Option(help="Records per uplink call (at most 500).")] = 500,
-    workers: Annotated[int, typer.Option(help="uvicorn workers of the central API.")] = 2,
-    clients: Annotated[int, typer.Option(help="Connections posting at once.")] = 4,
-    postgres: Annotated[
-        str, typer.Option(help="PostgreSQL server: a throwaway database is made on it.")
-    ] = "postgresql://postgres@127.0.0.1:5432/test",
-) -> None:
-    """Session records/s through the uplink API vs a bare batched insert (10 % duplicates)."""
-    from bench.ingest import run
-
-    _emit(run(records=records, sheds=sheds, batch=batch, workers=workers, clients=clients,
-              postgres=postgres), json_out)
 
 
 @bench_app.command("pay-start")

@@ -121,3 +121,11 @@ async def test_unknown_fields_are_refused(api: Api) -> None:
         assert answer.json()["code"] == "invalid_request"
         assert "extra" in answer.text.lower() or "not permitted" in answer.text.lower()
     assert count(api, AuditEntry) == 0
+
+
+async def test_an_id_beyond_the_column_is_a_422_not_a_500(api: Api) -> None:
+    # Found by tests/test_schemathesis.py: a user id past INTEGER was a 500 on PostgreSQL.
+    answer = await api.client.patch(
+        "/api/v1/admin/users/20922789888001", json={"disabled": True}, headers=api.admin
+    )
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request")

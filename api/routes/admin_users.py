@@ -14,7 +14,7 @@ from api.schemas.accounts import GrantView, UserIn, UserPatch, UserView
 from api.services import accounts, audit
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
-UserIdPath = Annotated[int, Path(ge=1)]
+UserIdPath = Annotated[int, Path(ge=1, le=2**31 - 1)]  # users.id is an INTEGER
 
 
 def _view(db: DbDep, user: User) -> UserView:

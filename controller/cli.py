@@ -81,10 +81,17 @@ def demo(
     start_hour: Annotated[
         float, typer.Option(help="Local hour (China time) the simulated day starts at.")
     ] = 18.0,
-    headless: Annotated[bool, typer.Option(help="No live view (implied by --speed max).")] = False,
+    headless: Annotated[
+        bool, typer.Option(help="No live view (implied by --speed max); progress lines instead.")
+    ] = False,
     transport: Annotated[
         str, typer.Option(help="Socket boards on mqtt, on an RS-485 bus (modbus), or mixed.")
     ] = "mqtt",
+    broker: Annotated[
+        str,
+        typer.Option(help="MQTT broker: auto (mosquitto if on PATH, else amqtt), amqtt or "
+                          "mosquitto."),
+    ] = "auto",
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log INFO lines too (to demo.log).")
     ] = False,
@@ -103,6 +110,11 @@ def demo(
         _fail("--speed max needs --hours")
     if transport not in ("mqtt", "modbus", "mixed"):
         _fail("--transport must be mqtt, modbus or mixed")
+    if broker not in ("auto", "amqtt", "mosquitto"):
+        _fail("--broker must be auto, amqtt or mosquitto")
+    if hours is not None and hours <= 0:
+        _fail("--hours must be positive")
+    live = not headless and speed != "max"
     opts = DemoOptions(
         hours=hours,
         speed=speed,
@@ -110,8 +122,11 @@ def demo(
         sockets=sockets,
         seed=seed,
         start_hour=start_hour,
-        live=not headless and speed != "max",
+        live=live,
         transport=transport,  # type: ignore[arg-type]
+        broker=broker,  # type: ignore[arg-type]
+        progress_every_s=None if live else 10.0,
+        log_file=True,
     )
     summary = asyncio.run(run_demo(opts))
     if summary_json is not None:

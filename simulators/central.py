@@ -89,6 +89,8 @@ def api_settings_for_demo(
         order_expire_s=seconds(600, 7200),
         sms_code_ttl_s=seconds(300, 3600),
         sms_resend_after_s=seconds(60, 3600) if speed is not None else 0,
+        # live snapshots come every 30 simulated seconds at 60x: stale after 30 real ones
+        board_live_stale_s=seconds(30, 3600),
     )
 
 

@@ -22,18 +22,23 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import math
 import random
+import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from controller.clock import Clock, SimClock
+from controller.core.config import RuleConfig
 from controller.core.fsm import SocketState
 from controller.core.metering import register_delta
 from controller.core.model import (
@@ -76,6 +81,21 @@ LIVE_STAFF_ACK_MS = 2 * HOUR_MS
 LIVE_HOT_SOCKET_AT_MS = 20 * 60_000
 LIVE_HOT_SOCKET_FOR_MS = 30 * 60_000
 HOT_C = 72.0
+# Live snapshots to the central API at least every 5 simulated seconds, and this
+# much real time apart: at 60x every 30 simulated seconds, twice a real second.
+LIVE_EVERY_REAL_S = 0.5
+# At the end of the run (`--hours`) everyone collects their bike: who is charging
+# stops first (phone or card), and unplugs this long after. Staff stop what is
+# still running after END_GRACE_MS.
+END_COLLECT_MS = 2 * 60_000
+END_GRACE_MS = 30 * 60_000
+# Rules whose times a process's own hiccups count in, sped up: a relay seen
+# carrying power after its off (a command and a reading in flight) and a lease
+# that renewals must beat. At a live speed they last at least this many real
+# seconds, so a busy machine never shows a fault that a real shed would not.
+RELAY_FAULT_HOLD_REAL_S = 1.0
+LEASE_REAL_S = 20.0
+Broker = Literal["auto", "amqtt", "mosquitto"]
 
 
 @dataclass
@@ -88,6 +108,22 @@ class DemoOptions:
     start_hour: float = 18.0
     transport: Transport = "mqtt"
     live: bool = False
+    # "auto": a Mosquitto found on PATH, in a process of its own, else amqtt in-process
+    broker: Broker = "auto"
+    progress_every_s: float | None = None  # print progress this often (real seconds)
+    log_file: bool = False  # every log line to `demo.log` in the data dir, none on the console
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    """The MQTT broker a demo runs on."""
+
+    name: str  # "mosquitto" or "amqtt"
+    port: int
+    detail: str  # where it runs
+
+    def describe(self) -> str:
+        return f"{self.name} on 127.0.0.1:{self.port} ({self.detail})"
 
 
 def free_port() -> int:
@@ -97,8 +133,103 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
+async def demo_broker(choice: Broker, data_dir: Path) -> AsyncIterator[BrokerInfo]:
+    """The demo's MQTT broker: `mosquitto` (on PATH) in a process of its own, so
+    the broker has a core to itself, or `amqtt` inside the demo's process, which
+    needs nothing but the Python packages; `auto` takes Mosquitto when there is one."""
+    exe = mosquitto_path() if choice != "amqtt" else None
+    if choice == "mosquitto" and exe is None:
+        raise RuntimeError("--broker mosquitto: no mosquitto on PATH")
+    if exe is not None:
+        async with mosquitto_broker(exe, data_dir) as port:
+            yield BrokerInfo("mosquitto", port, exe)
+        return
+    async with embedded_broker() as port:
+        yield BrokerInfo("amqtt", port, "in-process")
+
+
+MOSQUITTO_FALLBACKS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+def mosquitto_path() -> str | None:
+    """Mosquitto on PATH, or where Debian puts it (/usr/sbin is often not on a user's PATH)."""
+    found = shutil.which("mosquitto")
+    if found is not None:
+        return found
+    return next((p for p in MOSQUITTO_FALLBACKS if shutil.which(p) is not None), None)
+
+
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence false
+set_tcp_nodelay true
+max_inflight_messages 0
+max_queued_messages 0
+log_dest stderr
+log_type error
+log_type warning
+"""
+
+
+@contextlib.asynccontextmanager
+async def mosquitto_broker(exe: str, data_dir: Path, attempts: int = 3) -> AsyncIterator[int]:
+    """A Mosquitto process on a free port of 127.0.0.1; its log in `mosquitto.log`."""
+    conf = data_dir / "mosquitto.conf"
+    log_path = data_dir / "mosquitto.log"
+    for _ in range(attempts):
+        port = free_port()
+        conf.write_text(MOSQUITTO_CONF.format(port=port), "utf-8")
+        with log_path.open("ab") as out:
+            proc = await asyncio.create_subprocess_exec(
+                exe, "-c", str(conf), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                start_new_session=True)  # Ctrl-C stops the demo, which then stops the broker
+        try:
+            if await _listening(port, proc):
+                break
+        except BaseException:
+            await _end_process(proc)
+            raise
+        await _end_process(proc)  # the port was taken meanwhile, or it failed: try again
+    else:
+        raise RuntimeError(f"mosquitto did not start, see {log_path}")
+    try:
+        yield port
+    finally:
+        await _end_process(proc)
+
+
+async def _listening(port: int, proc: asyncio.subprocess.Process,
+                     timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.returncode is None:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+async def _end_process(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+@contextlib.asynccontextmanager
 async def embedded_broker() -> AsyncIterator[int]:
-    """An in-process MQTT broker on a free port of 127.0.0.1."""
+    """An in-process MQTT broker (amqtt) on a free port of 127.0.0.1."""
     from amqtt.broker import Broker
 
     port = free_port()
@@ -121,6 +252,33 @@ async def embedded_broker() -> AsyncIterator[int]:
         await broker.shutdown()
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+@contextlib.contextmanager
+def logs_to_file(path: Path) -> Iterator[Path]:
+    """Every log record (and Python warning) goes to `path` while inside, and none to
+    the console: nothing is written over the live view."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    console = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+               and not isinstance(h, logging.FileHandler)
+               and getattr(h, "stream", None) in (sys.stderr, sys.stdout, sys.__stderr__)]
+    for h in console:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    try:
+        yield path
+    finally:
+        logging.captureWarnings(False)
+        root.removeHandler(handler)
+        handler.close()
+        for h in console:
+            root.addHandler(h)
+
+
 def demo_start_ms(start_hour: float) -> int:
     """Today's local date at `start_hour` (China time), as epoch ms."""
     today = dt.datetime.now(dt.UTC).date()
@@ -130,7 +288,8 @@ def demo_start_ms(start_hour: float) -> int:
 
 def demo_settings(sockets: int, broker_port: int, data_dir: Path,
                   plans: list[BoardPlan], bus_device: str | None,
-                  central: dict[str, Any] | None = None) -> Settings:
+                  central: dict[str, Any] | None = None,
+                  rules: dict[str, int] | None = None) -> Settings:
     boards: list[dict[str, Any]] = []
     for plan in plans:
         board: dict[str, Any] = {"id": plan.board_id, "ports": list(plan.ports)}
@@ -159,9 +318,24 @@ def demo_settings(sockets: int, broker_port: int, data_dir: Path,
         "bays": bays,
         "cards": cards,
     }
+    if rules:
+        raw["rules"] = rules
     if central is not None:
         raw["central"] = central
     return settings_from_dict(raw)
+
+
+def live_rules(speed: float | None) -> dict[str, int]:
+    """The shed's rules changed for a sped-up demo (none at `--speed max`, where the
+    driver waits for every message before time moves on)."""
+    if speed is None:
+        return {}
+    defaults = RuleConfig()
+    return {
+        "relay_fault_hold_s": max(defaults.relay_fault_hold_s,
+                                  math.ceil(RELAY_FAULT_HOLD_REAL_S * speed)),
+        "lease_s": max(defaults.lease_s, math.ceil(LEASE_REAL_S * speed)),
+    }
 
 
 def shed_spec(settings: Settings) -> ShedSpec:
@@ -207,6 +381,7 @@ class DemoShed:
     card_pool: list[str] = field(default_factory=list)
     plan_pool: list[str] = field(default_factory=list)
     faults_seen: dict[int, int] = field(default_factory=dict)
+    collecting: bool = False  # the run is over: everyone collects their bike
 
     def __post_init__(self) -> None:
         self.bays = self.devices.bays
@@ -247,6 +422,8 @@ class DemoShed:
 
     async def play(self, now_ms: int) -> None:
         """Everything people and staff do up to `now_ms`."""
+        if now_ms >= self.end_ms:
+            self._collect(now_ms)
         while self.events and self.events[0][0] <= now_ms:
             _, what = self.events.pop(0)
             await self._scripted(what, now_ms)
@@ -263,6 +440,26 @@ class DemoShed:
             if a.leave_ms <= now_ms:
                 self._leave(occ, now_ms)
         self._staff(now_ms)
+
+    def _collect(self, now_ms: int) -> None:
+        """The run is over (`--hours`): whoever is charging stops it from the phone or
+        with the card, and everyone unplugs soon after; staff stop what still runs
+        `END_GRACE_MS` later (a session whose stop was lost). Nobody arrives any more."""
+        if not self.collecting:
+            self.collecting = True
+            leave_ms = now_ms + END_COLLECT_MS
+            ports = self.service.core.ports
+            for occ in self.occupants:
+                a = occ.arrival
+                session = ports[occ.port].session if occ.port is not None else None
+                running = session is not None and session.stop_ms is None
+                occ.arrival = dataclasses.replace(
+                    a, leave_ms=min(a.leave_ms, leave_ms),
+                    stop_early_ms=now_ms if running else None)
+        if now_ms >= self.end_ms + END_GRACE_MS:
+            for session in self.service.core.open_sessions():
+                if session.stop_ms is None:
+                    self.service.stop_session(session.port, "operator")
 
     async def _scripted(self, what: str, now_ms: int) -> None:
         runner = self.devices.runner
@@ -534,6 +731,8 @@ class Demo:
     start_ms: int
     data_dir: Path
     users: dict[str, str]  # login -> password, printed for people to log in
+    broker: BrokerInfo
+    log_path: Path | None = None
 
     @property
     def fast(self) -> bool:
@@ -541,18 +740,52 @@ class Demo:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Play the day to its end (or until `stop`, or Ctrl-C at a live speed)."""
+        progress = Progress(self, self.opts.progress_every_s)
         if self.fast:
             assert isinstance(self.clock, SimClock)
-            await _run_max(self.shed, self.clock)
+            await _run_max(self.shed, self.clock, progress)
         else:
-            await _run_live(self.shed, self.clock, self.opts.live, stop or asyncio.Event())
+            footer = f"log {self.log_path}  " if self.log_path else ""
+            await _run_live(self.shed, self.clock, self.opts.live, stop or asyncio.Event(),
+                            progress, footer + f"broker {self.broker.name}")
 
     def summary(self, wall_s: float) -> dict[str, Any]:
         out = summarize(self.shed, self.clock.now_ms() - self.start_ms, wall_s)
         out["transport"] = self.opts.transport
         out.update(self.central.money())
         out["data_dir"] = str(self.data_dir) if self.opts.data_dir else None
+        out["broker"] = self.broker.name
         return out
+
+
+class Progress:
+    """A line on stderr every `every_s` real seconds: simulated time, sessions, wall time."""
+
+    def __init__(self, demo: Demo, every_s: float | None) -> None:
+        self.demo = demo
+        self.every_s = every_s
+        self.wall0 = time.monotonic()
+        self.next_at = self.wall0 + (every_s or 0.0)
+        self.lines = 0
+
+    def __call__(self) -> None:
+        if self.every_s is None or time.monotonic() < self.next_at:
+            return
+        now = time.monotonic()
+        self.next_at = now + self.every_s
+        self.lines += 1
+        print(self.line(now - self.wall0), file=sys.stderr, flush=True)
+
+    def line(self, wall_s: float) -> str:
+        demo = self.demo
+        sim_ms = demo.clock.now_ms()
+        stats = demo.shed.service.stats
+        local = dt.datetime.fromtimestamp(sim_ms / 1000, dt.timezone(dt.timedelta(hours=8)))
+        of = f" of {demo.opts.hours:g}" if demo.opts.hours is not None else ""
+        return (f"progress: simulated {(sim_ms - demo.start_ms) / HOUR_MS:.1f} h{of} "
+                f"({local:%m-%d %H:%M}), sessions {stats.sessions_opened} started "
+                f"{stats.sessions_closed} closed {len(demo.shed.service.core.open_sessions())} "
+                f"open, wall {wall_s:.0f} s")
 
 
 @contextlib.asynccontextmanager
@@ -571,19 +804,26 @@ async def demo_stack(opts: DemoOptions) -> AsyncIterator[Demo]:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ebshed-demo-")))
         data_dir.mkdir(parents=True, exist_ok=True)
         central.data_dir = data_dir
-        broker_port = await stack.enter_async_context(embedded_broker())
+        log_path = stack.enter_context(logs_to_file(data_dir / "demo.log")) if opts.log_file \
+            else None
+        broker = await stack.enter_async_context(demo_broker(opts.broker, data_dir))
+        broker_port = broker.port
         await stack.enter_async_context(central.running())
         plans = plan_boards(opts.sockets, opts.transport)
         bay_numbers = list(range(1, bay_count(opts.sockets) + 3))
-        devices = make_shed_devices(SHED, plans, bay_numbers, rng, clock, fast)
+        speed = None if fast else float(opts.speed)
+        devices = make_shed_devices(SHED, plans, bay_numbers, rng, clock, speed)
         if devices.bus is not None:
             await stack.enter_async_context(devices.bus)
         bus_device = devices.bus.device if devices.bus is not None else None
-        settings = demo_settings(opts.sockets, broker_port, data_dir, plans, bus_device)
+        settings = demo_settings(opts.sockets, broker_port, data_dir, plans, bus_device,
+                                 rules=live_rules(speed))
         token = central.register(shed_spec(settings))
         users = central.demo_users()
+        live_every_s = min(300.0, max(5.0, LIVE_EVERY_REAL_S * (speed or 1.0)))
         settings = settings.model_copy(update={"central": CentralSettings(
-            url=central.url, token=token, poll_wait_s=1 if fast else 25)})
+            url=central.url, token=token, poll_wait_s=1 if fast else 25,
+            live_every_s=live_every_s)})
         runner = MqttDeviceRunner("127.0.0.1", broker_port, SHED, devices.mqtt_devices, clock)
         devices.runner = runner
         # Closed in reverse: the controller goes before the boards, so that boards
@@ -596,7 +836,7 @@ async def demo_stack(opts: DemoOptions) -> AsyncIterator[Demo]:
         shed = DemoShed(settings, service, devices,
                         plan_day(rng, start_ms, hours, opts.sockets), rng,
                         start_ms + int(hours * HOUR_MS), central, live=not fast)
-        yield Demo(opts, clock, shed, central, start_ms, data_dir, users)
+        yield Demo(opts, clock, shed, central, start_ms, data_dir, users, broker, log_path)
 
 
 async def run_demo(opts: DemoOptions) -> dict[str, Any]:
@@ -604,11 +844,27 @@ async def run_demo(opts: DemoOptions) -> dict[str, Any]:
     async with demo_stack(opts) as demo:
         if not demo.fast:
             print_urls(demo)
+        else:
+            print(f"MQTT broker: {demo.broker.describe()}", file=sys.stderr, flush=True)
+            if demo.log_path is not None:
+                print(f"log: {demo.log_path}", file=sys.stderr, flush=True)
         await demo.run()
-        return demo.summary(time.monotonic() - wall0)
+        summary = demo.summary(time.monotonic() - wall0)
+        if demo.log_path is not None:
+            print(f"log: {demo.log_path}: {log_warnings(demo.log_path)} warnings"
+                  + ("" if opts.data_dir else " (a temporary folder: --data-dir keeps it)"),
+                  file=sys.stderr, flush=True)
+        return summary
 
 
-async def _run_max(shed: DemoShed, clock: SimClock) -> None:
+def log_warnings(path: Path) -> int:
+    """Lines of warnings and errors in a log written with `LOG_FORMAT`."""
+    levels = (" WARNING ", " ERROR ", " CRITICAL ")
+    with path.open(encoding="utf-8", errors="replace") as f:
+        return sum(1 for line in f if any(level in line[:40] for level in levels))
+
+
+async def _run_max(shed: DemoShed, clock: SimClock, progress: Progress) -> None:
     t = clock.now_ms()
     runner = shed.devices.runner
     assert runner is not None
@@ -618,7 +874,7 @@ async def _run_max(shed: DemoShed, clock: SimClock) -> None:
     await shed.central.settle(link, barrier, new_cycle=False)  # the shed reports in
     step_s = STEP_S if not barrier.buses else MODBUS_STEP_S
     # Past the end: no new arrivals; sessions still running end by themselves.
-    limit = shed.end_ms + 26 * HOUR_MS
+    limit = shed.end_ms + 2 * HOUR_MS
     while not shed.finished(t) and t < limit:
         t += step_s * 1000
         clock.advance_to(t)
@@ -626,9 +882,11 @@ async def _run_max(shed: DemoShed, clock: SimClock) -> None:
         await shed.play(t)
         await runner.step(t)
         await shed.central.settle(link, barrier)
+        progress()
 
 
-async def _run_live(shed: DemoShed, clock: Clock, live: bool, stop: asyncio.Event) -> None:
+async def _run_live(shed: DemoShed, clock: Clock, live: bool, stop: asyncio.Event,
+                    progress: Progress, footer: str = "") -> None:
     """Real (scaled) time until the day is over, `stop` or Ctrl-C, refreshing the view."""
     from simulators.live_view import LiveView
 
@@ -638,13 +896,15 @@ async def _run_live(shed: DemoShed, clock: Clock, live: bool, stop: asyncio.Even
     runner = shed.devices.runner
     assert runner is not None
     ticker = runner.spawn(runner.run(tick_s=1.0))
-    view = LiveView(shed.service, shed) if live else None
+    view = LiveView(shed.service, shed, footer) if live else None
     try:
         with view.show() if view else contextlib.nullcontext():
             while not shed.finished(clock.now_ms()) and not stop.is_set():
                 await shed.play(clock.now_ms())
                 if view:
                     view.refresh()
+                else:
+                    progress()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
     finally:
@@ -667,6 +927,8 @@ def print_urls(demo: Demo) -> None:
   My charges         {url}/me   (SMS codes: {url}/api/v1/dev/sms)
   Central API        {url}/docs   (admin token {demo.central.admin_token})
   Payment provider   {demo.central.provider.url}
+  MQTT broker        {demo.broker.describe()}
+  Log                {demo.log_path or "the console"}
 """, flush=True)
 
 
@@ -731,7 +993,7 @@ async def run_sim_shed(settings: Settings, speed: float, seed: int) -> None:
     if len(settings.buses) > 1:
         raise ValueError("the simulator serves one RS-485 bus per process")
     devices = make_shed_devices(settings.shed.id, plans, [int(b) for b in settings.bays], rng,
-                                clock, fast=False)
+                                clock, speed)
     if devices.bus is not None:
         devices.bus.link = settings.buses[0].device
     arrivals = plan_day(rng, clock.now_ms(), 24 * 365, len(devices.ports))

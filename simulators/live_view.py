@@ -34,14 +34,18 @@ STATE_ZH = {
 
 
 class LiveView:
-    def __init__(self, service: ControllerService, shed: DemoShed) -> None:
+    def __init__(self, service: ControllerService, shed: DemoShed, footer: str = "") -> None:
         self.service = service
         self.shed = shed
+        self.footer = footer  # e.g. where the log and the broker are
         self._live: Live | None = None
 
     @contextlib.contextmanager
     def show(self) -> Iterator[None]:
-        with Live(self.render(), refresh_per_second=2, screen=False) as live:
+        # Cropped to the terminal: a view taller than the screen would leave its top
+        # lines behind on every refresh. Log lines go to a file (`logs_to_file`).
+        with Live(self.render(), refresh_per_second=2, screen=False,
+                  vertical_overflow="crop") as live:
             self._live = live
             yield
         self._live = None
@@ -75,7 +79,7 @@ class LiveView:
         alarms = [f"[red]{a.kind}[/red] {a.detail}" + (" (acked)" if a.acked_ms else "")
                   for a in core.alarms.values()]
         return Group(head, table, Text.from_markup("\n".join(alarms[-5:]) or "no alarms"),
-                     Text("Ctrl-C to quit", style="dim"))
+                     Text(f"Ctrl-C to quit  {self.footer}".rstrip(), style="dim"))
 
     @staticmethod
     def _cells(p: object) -> list[Text | str]:

@@ -69,6 +69,7 @@ class LocalServer:
         config = uvicorn.Config(
             self._app,
             log_level="warning",
+            log_config=None,  # its records go to the process's handlers (the demo: a file)
             access_log=False,
             lifespan=self._lifespan,
             timeout_graceful_shutdown=2,

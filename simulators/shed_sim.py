@@ -28,6 +28,14 @@ SOCKETS_PER_BOARD = 12
 BUS_ID = "rs485-1"
 U32 = 1 << 32
 BUS_BAUD = 115200  # the demo's bus; `ebshed bench modbus-poll` measures 9600 too
+# Telemetry of a simulated board, in simulated seconds: the contract asks for at
+# least every 10 s while a relay is on and 60 s while off. Sped up, boards send
+# as rarely as it allows, and at least this much real time apart, so a sped-up
+# shed does not flood the broker (24 charging sockets at 60x: 144 samples/s, not 720).
+TELEMETRY_ON_S = (2.0, 10.0)
+TELEMETRY_OFF_S = (30.0, 60.0)
+TELEMETRY_REAL_ON_S = 0.25
+TELEMETRY_REAL_OFF_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +129,28 @@ class SimShedDevices:
         self._publish(self.smoke, list(self.smoke.set_smoke(smoke, now_ms)))
 
 
+def telemetry_intervals(speed: float | None) -> tuple[float, float]:
+    """A board's telemetry interval while on and while off, in simulated seconds.
+
+    `speed`: simulated seconds per real second; None for a stepped clock
+    (`--speed max`), where every sample costs real time however far apart they are.
+    """
+    def bounded(limits: tuple[float, float], real_s: float) -> float:
+        if speed is None:
+            return limits[1]
+        return min(limits[1], max(limits[0], real_s * speed))
+
+    return bounded(TELEMETRY_ON_S, TELEMETRY_REAL_ON_S), bounded(TELEMETRY_OFF_S,
+                                                                  TELEMETRY_REAL_OFF_S)
+
+
 def make_shed_devices(
     shed: str, plans: list[BoardPlan], bay_numbers: list[int], rng: random.Random,
-    clock: Clock, fast: bool,
+    clock: Clock, speed: float | None,
 ) -> SimShedDevices:
+    """`speed`: simulated seconds per real second, None for a stepped clock."""
     start_ms = clock.now_ms()
+    interval_on_s, interval_off_s = telemetry_intervals(speed)
     mqtt_boards: list[SimBoard] = []
     bus_boards: list[ModbusSimBoard] = []
     for i, plan in enumerate(plans):
@@ -134,7 +159,7 @@ def make_shed_devices(
         if plan.transport == "mqtt":
             mqtt_boards.append(SimBoard(
                 shed, plan.board_id, plan.ports, rng=rng, start_ms=start_ms,
-                interval_on_s=10.0 if fast else 2.0, interval_off_s=60.0 if fast else 30.0,
+                interval_on_s=interval_on_s, interval_off_s=interval_off_s,
                 wh_start={p: (base + 37 * p) % U32 for p in plan.ports},
             ))
         else:

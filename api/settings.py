@@ -7,12 +7,20 @@ down; nothing reads the environment at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./ebshed-central.sqlite"
 MIN_TOKEN_LEN = 32
+
+
+def _check_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown time zone {name!r} (an IANA name, e.g. Asia/Shanghai)") from err
 
 
 def weak_token(token: str) -> bool:
@@ -185,6 +193,23 @@ class ApiSettings(BaseSettings):
         if problems:
             raise ValueError("production mode refuses to start: " + "; ".join(problems))
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        _check_zone(value)
+        return value
+
+    @field_validator("compound_timezones")
+    @classmethod
+    def _zones(cls, value: dict[str, str]) -> dict[str, str]:
+        for zone in value.values():
+            _check_zone(zone)
+        return value
+
+    def zone_of(self, compound_id: str | None) -> ZoneInfo:
+        """The time zone the staff pages show a compound's times in."""
+        return ZoneInfo(self.compound_timezones.get(compound_id or "", self.timezone))
 
     @field_validator("order_amounts_fen")
     @classmethod

@@ -7,7 +7,7 @@ from dataclasses import replace
 from controller.core.config import RuleConfig
 from controller.core.fsm import TRANSITIONS, SocketState, Trigger, next_state
 from controller.core.metering import U32, register_delta
-from controller.core.model import Alarm, Authorization, Card, Refusal, SendCommand
+from controller.core.model import Alarm, AlarmChanged, Authorization, Card, Refusal, SendCommand
 from firmware_bridge.messages import BayOccupancy, BoardStatus, EnvReading, PortEvent
 from tests.core_helpers import ORDER, T0, make_rig
 
@@ -426,3 +426,11 @@ def test_unplug_window_uses_constant_memory_and_averages_by_time() -> None:
     short.add(T0, 100.0)
     short.add(T0 + 60_000, 0.0)
     assert short.average() is None  # one minute of data says nothing about five
+
+
+def test_a_board_that_goes_offline_is_named_without_the_links_wording() -> None:
+    rig = make_rig()
+    rig.feed(BoardStatus("b1", False))  # an MQTT last will, or an RS-485 board gone quiet
+    offline = [a.alarm for a in rig.actions if isinstance(a, AlarmChanged) and a.alarm.active]
+    assert [a.kind for a in offline] == ["board_offline"]
+    assert offline[0].detail == "board b1: board went offline"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from api.web.i18n import Lang
@@ -130,7 +131,73 @@ ALARM_KINDS: Final[dict[str, tuple[str, str]]] = {
     "refund_failed": ("退款失败", "Refund failed"),
     "payment_conflict": ("支付冲突", "Payment conflict"),
     "shed_offline": ("车棚离线", "Shed offline"),
+    "store_failed": ("车棚存储故障", "Shed storage failing"),
 }
+
+# What the shed writes in an alarm's detail (controller/core/shed.py), as patterns,
+# and how staff read it. An older shed's MQTT wording ("sent its last will") reads
+# as the board going offline, whatever its transport.
+_N = r"(-?\d+(?:\.\d+)?)"
+ALARM_DETAILS: Final[list[tuple[re.Pattern[str], str, str]]] = [
+    (re.compile(rf"^{_N} W above {_N} W$"), "功率 {0} W，超过上限 {1} W",
+     "{0} W, above the {1} W limit"),
+    (re.compile(rf"^socket at {_N} °C$"), "插座温度 {0} °C", "Socket at {0} °C"),
+    (re.compile(rf"^{_N} W with relay off$"), "继电器已断开，仍有 {0} W",
+     "{0} W with the relay off"),
+    (re.compile(r"^board tripped on over-current$"), "主板过流保护已断电",
+     "The board cut off on over-current"),
+    (re.compile(r"^board tripped on over-temperature$"), "主板过温保护已断电",
+     "The board cut off on over-temperature"),
+    (re.compile(r"^board reported a relay fault$"), "主板报告继电器故障",
+     "The board reported a relay fault"),
+    (re.compile(r"^off not confirmed: timeout$"), "断电指令未确认（主板无应答）",
+     "Switching off not confirmed (the board did not answer)"),
+    (re.compile(r"^off not confirmed: (.+)$"), "断电指令未确认（{0}）",
+     "Switching off not confirmed ({0})"),
+    (re.compile(r"^board (\S+): board (?:sent its last will|went offline)$"), "主板 {0} 离线",
+     "Board {0} went offline"),
+    (re.compile(rf"^board (\S+): silent for {_N} s$"), "主板 {0} 已 {1} 秒无响应",
+     "Board {0} silent for {1} s"),
+    (re.compile(r"^smoke alarm from (\S+) \((.*)\)$"), "烟雾传感器 {0} 报警（{1}）",
+     "Smoke sensor {0} alarmed ({1})"),
+    (re.compile(r"^temp alarm from (\S+) \((.*)\)$"), "温度传感器 {0} 报警（{1} °C）",
+     "Temperature sensor {0} alarmed ({1} °C)"),
+    (re.compile(r"^water alarm from (\S+) \((.*)\)$"), "浸水传感器 {0} 报警",
+     "Water sensor {0} alarmed"),
+    (re.compile(rf"^bay {_N} occupied {_N} min without charging$"),
+     "{0}号车位已占用 {1} 分钟，没有充电", "Bay {0} occupied {1} min without charging"),
+]
+
+_TARGETS: Final[list[tuple[re.Pattern[str], str, str]]] = [
+    (re.compile(r"^port (\d+)$"), "{0}号插座", "socket {0}"),
+    (re.compile(r"^shed$"), "整个车棚", "the whole shed"),
+    (re.compile(r"^alarm \S+ \((\w+)\)$"), "告警：{kind}", "alarm: {kind}"),
+    (re.compile(r"^card (\S+)$"), "卡 {0}", "card {0}"),
+    (re.compile(r"^order (\S+)$"), "订单 {0}", "order {0}"),
+    (re.compile(r"^tariff (\S+) v(\d+)$"), "价格 {0} 第{1}版", "tariff {0} version {1}"),
+]
+
+
+def _match(table: list[tuple[re.Pattern[str], str, str]], text: str, lang: Lang) -> str | None:
+    for pattern, zh, en in table:
+        m = pattern.match(text)
+        if m is not None:
+            groups = m.groups()
+            kind = label(ALARM_KINDS, groups[0], lang) if groups else ""
+            return (en if lang == "en" else zh).format(*groups, kind=kind)
+    return None
+
+
+def alarm_detail(detail: str | None, lang: Lang) -> str:
+    """An alarm's detail as staff read it; an unknown one as it came."""
+    text = (detail or "").strip()
+    return _match(ALARM_DETAILS, text, lang) or text
+
+
+def audit_target(target: str | None, lang: Lang) -> str:
+    """What an audited action was about (`port 3` -> 3号插座); unknown as it came."""
+    text = (target or "").strip()
+    return _match(_TARGETS, text, lang) or text
 
 RESULTS: Final[dict[str, tuple[str, str]]] = {
     "ok": ("成功", "done"),

@@ -10,16 +10,18 @@ every change without an in-process HTTP call.
 from __future__ import annotations
 
 import re
-import time
+from datetime import datetime, tzinfo
 from typing import Any, Final
 from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
 
 from api.access import Principal, current_principal
 from api.boundary import add_form_tokens
 from api.context import AppContext
+from api.models import Shed
 from api.web import staff_i18n
 from api.web.i18n import Lang
 from api.web.money import money
@@ -48,14 +50,55 @@ def staff_principal(request: Request) -> Principal | None:
     return current_principal(request)
 
 
-def clock_text(ms: int | None, lang: Lang, now_ms: int) -> str:
-    """A time of day (local time of the server), with the date when not today."""
+def clock_text(ms: int | None, lang: Lang, now_ms: int, zone: tzinfo) -> str:
+    """A time of day in the compound's time zone, with the date when not today there."""
     if ms is None:
         return "—"
-    when, now = time.localtime(ms / 1000), time.localtime(now_ms / 1000)
-    if when[:3] == now[:3]:
-        return time.strftime("%H:%M:%S", when)
-    return time.strftime("%m-%d %H:%M", when)
+    when = datetime.fromtimestamp(ms / 1000, zone)
+    if when.date() == datetime.fromtimestamp(now_ms / 1000, zone).date():
+        return when.strftime("%H:%M:%S")
+    return when.strftime("%m-%d %H:%M")
+
+
+class ShedNames:
+    """`shed_name(id)` on the staff pages: a shed's name (its id when it has none)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._names: dict[str, str] | None = None
+
+    def __call__(self, shed_id: str | None) -> str:
+        if not shed_id:
+            return ""
+        if self._names is None:
+            with self.ctx.sessions() as db:
+                self._names = dict(db.execute(select(Shed.id, Shed.name)).all())
+        return self._names.get(shed_id) or shed_id
+
+
+class LocalTimes:
+    """`at(ms, compound=..., shed=...)` on the staff pages: each time in the time zone
+    of its compound (ApiSettings.timezone / compound_timezones). Which compound a
+    shed is in is only looked up when some compound has a zone of its own."""
+
+    def __init__(self, ctx: AppContext, lang: Lang, now_ms: int) -> None:
+        self.ctx, self.lang, self.now_ms = ctx, lang, now_ms
+        self._compounds: dict[str, str] | None = None
+
+    def _compound_of(self, shed_id: str) -> str | None:
+        if self._compounds is None:
+            with self.ctx.sessions() as db:
+                self._compounds = dict(db.execute(select(Shed.id, Shed.compound_id)).all())
+        return self._compounds.get(shed_id)
+
+    def zone(self, compound: str | None = None, shed: str | None = None) -> tzinfo:
+        settings = self.ctx.settings
+        if compound is None and shed is not None and settings.compound_timezones:
+            compound = self._compound_of(shed)
+        return settings.zone_of(compound)
+
+    def __call__(self, ms: int | None, compound: str | None = None, shed: str | None = None) -> str:
+        return clock_text(ms, self.lang, self.now_ms, self.zone(compound, shed))
 
 
 def duration_text(ms: int | None, lang: Lang) -> str:
@@ -110,7 +153,10 @@ def render_fragment(
             t=tr,
             label=lab,
             money=lambda fen: money(fen, lang),
-            at=lambda ms: clock_text(ms, lang, now),
+            at=LocalTimes(ctx_of(request), lang, now),
+            alarm_text=lambda detail: staff_i18n.alarm_detail(detail, lang),
+            target_text=lambda target: staff_i18n.audit_target(target, lang),
+            shed_name=ShedNames(ctx_of(request)),
             took=lambda ms: duration_text(ms, lang),
             now_ms=now,
             q=lang_query(lang),

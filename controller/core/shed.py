@@ -516,7 +516,8 @@ class ShedCore:
             if not self.board_online[b.board]:
                 self._board_up(b.board, now_ms, actions)
         elif self.board_online[b.board]:
-            self._board_down(b.board, "board sent its last will", now_ms, actions)
+            # Its link said so (an MQTT last will, or an RS-485 board that stopped answering).
+            self._board_down(b.board, "board went offline", now_ms, actions)
         return actions
 
     def _bay(self, m: BayOccupancy, now_ms: int) -> list[Action]:

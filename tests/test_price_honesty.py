@@ -19,7 +19,7 @@ import shutil
 import subprocess
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -32,8 +32,12 @@ from controller.service import ControllerService
 from controller.settings import load_settings
 from controller.uplink import CommandPoller, Uplink
 from firmware_bridge.messages import BoardStatus, Telemetry
+from tests.test_api_uplink import post, record
 from tests.test_orders_harness import PHONE_A, PayEnv, eventually, pay_env
 from tests.test_store_restart import RecordingBridge
+
+if TYPE_CHECKING:
+    from tests.api_db import Api
 
 pytest_plugins = ["tests.api_db"]
 
@@ -189,3 +193,25 @@ async def test_the_posted_price_is_the_billed_price(
             assert posted in receipt, receipt  # the bill line names the posted rate
         finally:
             await edge.http.aclose()
+
+
+async def test_a_tariff_record_that_does_not_validate_changes_nothing(api: Api) -> None:
+    shed_id, headers = await api.register_shed(ports=[1])
+
+    async def posted() -> str:
+        r = await api.client.get(f"/api/v1/public/sheds/{shed_id}/sockets/1")
+        return str(r.json()["price"]["summary_zh"])
+
+    assert await posted() == "1元/4小时"  # nothing reported yet: the default
+    answer = await post(api, shed_id, headers, [record("tariff", "current", 2, {"tariff": THIRTY})])
+    assert answer["applied"] and await posted() == "1元/2分钟"
+    bad = {**THIRTY, "tiers": [{"max_w": 1100, "fen_per_hour": "-1"}]}
+    answer = await post(api, shed_id, headers, [
+        record("tariff", "current", 3, {"tariff": bad}),
+        record("tariff", "other", 4, {"tariff": TWELVE}),
+        record("tariff", "current", 5, {"tariff": 12}),
+        record("tariff", "current", 1, {"tariff": TWELVE}),  # older than the one applied
+    ])  # fmt: skip
+    assert [r["code"] for r in answer["rejected"]] == ["bad_tariff", "key_mismatch", "bad_record"]
+    assert len(answer["duplicates"]) == 1
+    assert await posted() == "1元/2分钟"  # still what the shed said it bills

@@ -115,3 +115,15 @@ async def test_order_creation_is_rate_limited(db_url: str) -> None:
             assert db.query(Order).count() == 5  # refused requests made nothing
         env.clock.now += 60_000
         assert (await env.order(shed, 6, phone=PHONE_A)).status_code == 201
+
+
+async def test_the_socket_page_says_why_a_third_unpaid_order_is_refused(db_url: str) -> None:
+    async with pay_env(db_url) as env:
+        shed = await env.shed()
+        for port in (1, 2):
+            await env.new_order(shed, port, phone=PHONE_A)
+        page = await env.http.post(
+            f"/s/{shed.shed_id}/3", data={"choice": "until_full", "phone": PHONE_B}
+        )
+        assert page.status_code == 429, page.text
+        assert "您已有两笔未支付的订单" in page.text

@@ -231,6 +231,12 @@ PROBLEMS: Final[dict[str, tuple[str, str]]] = {
         "今天获取验证码次数太多，请明天再试",
         "Too many codes today: please try again tomorrow",
     ),
+    "too_many_unpaid": (
+        "您已有两笔未支付的订单，请先支付，或一两分钟后再试",
+        "You already have two unpaid orders: pay one, or try again in a minute or two",
+    ),
+    "rate_limited": ("操作太频繁，请稍后再试", "Too many tries, please wait a moment"),
+    "control_character": ("填写的内容有误，请检查", "Something in the form is not right"),
     "unknown_order": ("没有找到这个订单", "No such order"),
     "unknown_socket": ("没有找到这个插座", "No such socket"),
     "unknown_shed": ("没有找到这个车棚", "No such shed"),

@@ -320,7 +320,8 @@ async def socket_pay(
             refreshed = await _socket(api, shed_id, port, lg)
             if isinstance(refreshed, views.SocketView):
                 socket = refreshed
-        return again(socket, _problem_text(problem, lg), 409 if problem.status == 409 else 422)
+        status = problem.status if problem.status in (409, 429) else 422
+        return again(socket, _problem_text(problem, lg), status)
     return RedirectResponse(pay_url, status_code=303, headers={"Cache-Control": "no-store"})
 
 

@@ -31,7 +31,7 @@ from controller.mqtt_logins import read_credentials
 from controller.runtime import running_controller
 from controller.settings import load_settings, settings_from_dict
 from simulators.board import SimBoard
-from simulators.mqtt_runner import MissingLogin, MqttDeviceRunner
+from simulators.mqtt_runner import MissingLogin, MqttDeviceRunner, RunnerError
 from simulators.sensors import BaySensor, EnvSensor
 from tests.brokers import PrivateMosquitto, free_port
 
@@ -438,3 +438,23 @@ async def test_a_rotated_password_is_refused_after_a_reload(tmp_path: Path, no_l
         broker.passwords = new
         async with client(broker, "acl-b.board.b1"), client(broker, "acl-b.controller"):
             pass  # the new password works, and the other logins kept theirs
+
+
+async def test_the_simulator_takes_its_logins_from_the_environment(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_leaks: None
+) -> None:
+    """`ebshed sim shed --credentials FILE` sets EBSHED_DEVICE_CREDENTIALS for the runner."""
+    monkeypatch.setenv("EBSHED_DEVICE_CREDENTIALS", str(broker.out / "credentials.toml"))
+    board = SimBoard("acl-b", "b1", (1,), rng=random.Random(2), start_ms=T0)
+    async with (
+        subscriber(broker, "acl-b.controller", "ebs/v1/acl-b/board/b1/status") as ctrl,
+        MqttDeviceRunner(broker.host, broker.port, "acl-b", [board], SimClock(T0)),
+    ):
+        await ctrl.wait_for(lambda _t, p: bool(p) and json.loads(p)["online"] is True)
+    async with client(broker, "acl-b.board.b1") as b1:
+        await b1.publish("ebs/v1/acl-b/board/b1/status", b"", qos=1, retain=True)
+    bad = tmp_path / "credentials.toml"
+    bad.write_text("[logins\n")
+    monkeypatch.setenv("EBSHED_DEVICE_CREDENTIALS", str(bad))
+    with pytest.raises(RunnerError, match="EBSHED_DEVICE_CREDENTIALS"):
+        MqttDeviceRunner(broker.host, broker.port, "acl-b", [board], SimClock(T0))

@@ -267,3 +267,24 @@ def test_ebshed_user_add_makes_the_first_admin(tmp_path: Path) -> None:
             assert db.scalars(select(User.login)).all() == ["boss"]
     finally:
         engine.dispose()
+
+
+async def test_old_throttle_counters_are_forgotten(api_factory: ApiFactory) -> None:
+    from api.models import LoginThrottle
+
+    async with api_factory() as api:
+        await api.client.post("/api/v1/auth/sms", json={"phone": "13800138000"})
+        api.clock.now += 86_400_000 + 1
+        await api.client.post("/api/v1/auth/password", json={"login": "guessed", "password": "x"})
+        with api.app.state.ctx.sessions() as db, db.begin():
+            db.add(LoginThrottle(key="pair:old|10.0.0.1", window_start_ms=0, failures=9,
+                                 locked_until_ms=api.clock.now + 60_000))  # fmt: skip
+        with api.app.state.ctx.sessions() as db:
+            keys = set(db.scalars(select(LoginThrottle.key)).all())
+        assert "rate:sms:address=127.0.0.1" in keys and "pair:guessed|127.0.0.1" in keys
+        api.app.state.staff.sweep_once()
+        with api.app.state.ctx.sessions() as db:
+            left = set(db.scalars(select(LoginThrottle.key)).all())
+        assert "rate:sms:address=127.0.0.1" not in left  # a day old: forgotten
+        assert "rate:sms:api" not in left
+        assert {"pair:guessed|127.0.0.1", "pair:old|10.0.0.1"} <= left  # fresh, or locked

@@ -23,13 +23,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.models import LoginThrottle
 from api.repos._dialect import insert_ignore
+
+# Longer than every window (a day of SMS codes per phone is counted elsewhere).
+FORGET_AFTER_MS: Final = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,19 @@ def hit(db: Session, limits: Mapping[str, Rate], now_ms: int) -> None:
             scope = f"{what}, all clients" if who == "api" else f"{what} per {who}"
             raise RateLimited(scope, row.window_start_ms + limit.window_ms - now_ms)
         row.failures += 1
+
+
+def forget_old(db: Session, now_ms: int, older_than_ms: int = FORGET_AFTER_MS) -> int:
+    """Delete counters whose window began more than `older_than_ms` ago and that
+    lock nothing now (each address and phone leaves a row); how many."""
+    cutoff = now_ms - older_than_ms
+    result = db.execute(
+        delete(LoginThrottle).where(
+            LoginThrottle.window_start_ms < cutoff,
+            or_(LoginThrottle.locked_until_ms.is_(None), LoginThrottle.locked_until_ms < now_ms),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def clear(db: Session, key: str) -> None:

@@ -97,7 +97,7 @@ def demo(
     ] = False,
 ) -> None:
     """Run a whole simulated shed: broker, controller and e-bikes, in one process."""
-    from simulators.demo import DemoOptions, run_demo
+    from simulators.demo import DemoOptions, mosquitto_path, run_demo
 
     _logging(verbose)
     if speed != "max":
@@ -112,6 +112,8 @@ def demo(
         _fail("--transport must be mqtt, modbus or mixed")
     if broker not in ("auto", "amqtt", "mosquitto"):
         _fail("--broker must be auto, amqtt or mosquitto")
+    if broker == "mosquitto" and mosquitto_path() is None:
+        _fail("--broker mosquitto: no mosquitto on PATH (apt-get install mosquitto)")
     if hours is not None and hours <= 0:
         _fail("--hours must be positive")
     live = not headless and speed != "max"

@@ -141,9 +141,17 @@ async def demo_broker(choice: Broker, data_dir: Path) -> AsyncIterator[BrokerInf
     if choice == "mosquitto" and exe is None:
         raise RuntimeError("--broker mosquitto: no mosquitto on PATH")
     if exe is not None:
-        async with mosquitto_broker(exe, data_dir) as port:
-            yield BrokerInfo("mosquitto", port, exe)
-        return
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                port = await stack.enter_async_context(mosquitto_broker(exe, data_dir))
+            except RuntimeError:
+                if choice == "mosquitto":
+                    raise
+                log.warning("%s did not start (see %s); running amqtt in-process", exe,
+                            data_dir / "mosquitto.log")
+            else:
+                yield BrokerInfo("mosquitto", port, exe)
+                return
     async with embedded_broker() as port:
         yield BrokerInfo("amqtt", port, "in-process")
 

@@ -23,11 +23,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiomqtt
 import pytest
 from typer.testing import CliRunner
 
 from controller.cli import app
-from simulators.demo import DemoOptions, demo_stack, mosquitto_path, run_demo
+from simulators.demo import DemoOptions, demo_stack, mosquitto_broker, mosquitto_path, run_demo
 
 SOAK_S = float(os.environ.get("EBSHED_DEMO_SOAK_S", "150"))
 # What the demo's scenario does on purpose (see DemoShed and simulators/scenario.py).
@@ -63,6 +64,9 @@ def unscripted_log_lines(log: Path, power_cut_board: str) -> list[str]:
     return bad
 
 
+# Deprecations in libraries are for developers: `ebshed demo` does not show them
+# (Python's default filters), so neither does the log here.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 async def test_default_speed_on_a_loaded_machine_runs_without_unscripted_faults(
     tmp_path: Path, cpu_burner: subprocess.Popen[bytes]
 ) -> None:
@@ -146,3 +150,28 @@ def test_mosquitto_is_found_off_path(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.skip("no mosquitto installed")
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     assert mosquitto_path() == installed
+
+
+async def test_mosquitto_broker_runs_in_its_own_process_and_ends_with_the_demo(
+    tmp_path: Path,
+) -> None:
+    exe = mosquitto_path()
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("mosquitto is required in CI")
+        pytest.skip("no mosquitto installed")
+    async with mosquitto_broker(exe, tmp_path) as port:
+        async with aiomqtt.Client("127.0.0.1", port) as client:
+            await client.subscribe("t/#", qos=1)
+            await client.publish("t/1", b"hello", qos=1)
+            async with asyncio.timeout(3):
+                message = await anext(aiter(client.messages))
+        assert message.payload == b"hello"
+    with pytest.raises(ConnectionRefusedError):  # stopped with the demo
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_a_broker_that_does_not_start_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="did not start"):
+        async with mosquitto_broker("/bin/false", tmp_path, attempts=2):
+            pass

@@ -17,7 +17,12 @@ are hardware of their own. Two figures:
 The largest configuration at the highest baud (16 boards at 115200 baud:
 the shortest frames, where the master's own delays weigh most) is measured
 twice, side by side: on the quiet box, and `loaded`, with one CPU burner
-process per core running flat out. With `loop_busy_ms` the loaded run also
+process per core running flat out. The bridge runs with
+`realtime_priority` (default 10: its bus thread SCHED_FIFO, as a shed's
+service unit allows with `LimitRTPRIO=`), and the simulated bus process at
+the same priority, as the boards are hardware that no process of the box
+can slow down; where the box refuses it, the result says so (`realtime`,
+`bus_realtime`). With `loop_busy_ms` the loaded run also
 keeps the bridge's caller's event loop (the controller's, in a shed) busy
 with CPU work in slices that long: the bus thread then waits for the
 interpreter lock at every wake-up, which is what a process of its own
@@ -57,12 +62,19 @@ OFF_MARGIN_S = 0.020
 # --------------------------------------------------------------------------- the bus process
 
 
-def serve_bus(n_boards: int, sockets: int, baud: int, seed: int) -> None:
+def serve_bus(n_boards: int, sockets: int, baud: int, seed: int, priority: int = 0) -> None:
     """In the bus process: print the tty path, run until stdin ends, print the bus's log."""
-    asyncio.run(_bus_main(n_boards, sockets, baud, seed))
+    realtime = False
+    if priority:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            realtime = True
+        except (OSError, AttributeError):
+            pass
+    asyncio.run(_bus_main(n_boards, sockets, baud, seed, realtime))
 
 
-async def _bus_main(n_boards: int, sockets: int, baud: int, seed: int) -> None:
+async def _bus_main(n_boards: int, sockets: int, baud: int, seed: int, realtime: bool) -> None:
     clock = RealClock()
     rng = random.Random(seed)
     now = clock.now_ms()
@@ -77,6 +89,7 @@ async def _bus_main(n_boards: int, sockets: int, baud: int, seed: int) -> None:
             log = {
                 "requests": [(r.t, r.slave, r.function, r.address) for r in bus.requests],
                 "counts": dict(bus.counts),
+                "realtime": realtime,
             }
     finally:
         loop.remove_reader(sys.stdin.fileno())
@@ -86,8 +99,8 @@ async def _bus_main(n_boards: int, sockets: int, baud: int, seed: int) -> None:
 class _BusProcess:
     """The simulated bus in a process of its own; `log()` stops it and returns what it saw."""
 
-    def __init__(self, n_boards: int, sockets: int, baud: int, seed: int) -> None:
-        args = f"{n_boards}, {sockets}, {baud}, {seed}"
+    def __init__(self, n_boards: int, sockets: int, baud: int, seed: int, priority: int) -> None:
+        args = f"{n_boards}, {sockets}, {baud}, {seed}, {priority}"
         code = f"from bench.modbus_poll import serve_bus; serve_bus({args})"
         self._proc = subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -98,11 +111,11 @@ class _BusProcess:
             self.close()
             raise RuntimeError("the simulated bus did not start")
 
-    def log(self) -> tuple[list[tuple[float, int, int, int]], dict[str, int]]:
+    def log(self) -> tuple[list[tuple[float, int, int, int]], dict[str, int], bool]:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.close()  # end of input: the bus stops and reports
         out = json.loads(self._proc.stdout.readline())
-        return [tuple(r) for r in out["requests"]], out["counts"]
+        return [tuple(r) for r in out["requests"]], out["counts"], bool(out["realtime"])
 
     def close(self) -> None:
         for pipe in (self._proc.stdin, self._proc.stdout):
@@ -158,6 +171,7 @@ async def _measure(
     cycles: int,
     off_samples: int,
     seed: int,
+    priority: int,
     loop_busy_ms: float = 0.0,
 ) -> dict[str, Any]:
     clock = RealClock()
@@ -172,12 +186,18 @@ async def _measure(
         s: (f"b{s}", tuple(range((s - 1) * sockets + 1, s * sockets + 1)))
         for s in range(1, n_boards + 1)
     }
-    bus = _BusProcess(n_boards, sockets, baud, seed)
+    bus = _BusProcess(n_boards, sockets, baud, seed, priority)
     sent: list[tuple[float, int, int, int]] = []  # (t0, port, slave, address) of each off
     try:
         # A pty cannot carry parity: 8N2 has the same 11 bits a character as 8E1.
         settings = ModbusBusSettings(
-            bus.device, baud=baud, parity="N", stopbits=2, boards=layout, poll_interval_s=0
+            bus.device,
+            baud=baud,
+            parity="N",
+            stopbits=2,
+            boards=layout,
+            poll_interval_s=0,
+            realtime_priority=priority,
         )
         timing = settings.timing
         busy = _busy_loop(loop_busy_ms) if loop_busy_ms > 0 else contextlib.nullcontext()
@@ -201,7 +221,8 @@ async def _measure(
                 sent.append((t0, port, slave + 1, 2000 + 4 * k))
                 async with asyncio.timeout(10):
                     await acks[cmd.id]
-        requests, bus_counts = bus.log()
+            realtime = bridge.realtime
+        requests, bus_counts, bus_realtime = bus.log()
     finally:
         bus.close()
     latencies = []
@@ -233,6 +254,8 @@ async def _measure(
         "off_budget_ms": round(off_budget * 1000, 2),
         "met": cycle_s / wire_s <= CYCLE_TARGET and max(latencies) <= off_budget,
         "bus": bus_counts,
+        "realtime": realtime,
+        "bus_realtime": bus_realtime,
     }
 
 
@@ -245,17 +268,25 @@ async def _run_all(
     seed: int,
     burners: int,
     loop_busy_ms: float,
+    priority: int,
 ) -> dict[str, Any]:
     configs = []
     for baud in bauds:
         for n in boards:
-            configs.append(await _measure(n, baud, sockets, cycles, off_samples, seed))
+            configs.append(await _measure(n, baud, sockets, cycles, off_samples, seed, priority))
     quiet = max(configs, key=lambda c: (c["boards"], c["baud"]))
     loaded: dict[str, Any] | None = None
     if burners > 0:
         with _burners(burners):
             loaded = await _measure(
-                quiet["boards"], quiet["baud"], sockets, cycles, off_samples, seed, loop_busy_ms
+                quiet["boards"],
+                quiet["baud"],
+                sockets,
+                cycles,
+                off_samples,
+                seed,
+                priority,
+                loop_busy_ms,
             )
         loaded.update(burners=burners, loop_busy_ms=loop_busy_ms)
     head = loaded or quiet
@@ -275,6 +306,7 @@ async def _run_all(
         "quiet_ratio": quiet["ratio"],
         "loaded_ratio": loaded["ratio"] if loaded else None,
         "worst_ratio": max(c["ratio"] for c in [*configs, *([loaded] if loaded else [])]),
+        "realtime_priority": priority,
         "load_average": list(os.getloadavg()),
         "configs": configs,
         "loaded": loaded,
@@ -291,6 +323,7 @@ def run(
     seed: int = 7,
     burners: int | None = None,
     loop_busy_ms: float = 0.0,
+    realtime_priority: int = 10,
 ) -> dict[str, Any]:
     """Measure every (boards, baud) configuration, then the largest loaded; see the
     module docstring. `burners`: CPU burner processes (None: one per core; 0: no
@@ -301,8 +334,20 @@ def run(
         burners = os.cpu_count() or 1
     if burners < 0 or loop_busy_ms < 0:
         raise ValueError("burners and loop_busy_ms must not be negative")
+    if not 0 <= realtime_priority <= 99:
+        raise ValueError("realtime_priority must be 0..99")
     return asyncio.run(
-        _run_all(boards, bauds, sockets, cycles, off_samples, seed, burners, loop_busy_ms)
+        _run_all(
+            boards,
+            bauds,
+            sockets,
+            cycles,
+            off_samples,
+            seed,
+            burners,
+            loop_busy_ms,
+            realtime_priority,
+        )
     )
 
 

@@ -523,12 +523,17 @@ def bench_modbus_poll(
     loop_busy_ms: Annotated[
         float, typer.Option(help="Also keep the event loop busy in CPU slices this long.")
     ] = 0.0,
+    realtime_priority: Annotated[
+        int, typer.Option(help="SCHED_FIFO priority of the bus thread and the simulated bus "
+                               "(0: normal scheduling).")
+    ] = 10,
 ) -> None:
     """RS-485 poll-cycle time for 1, 4 and 16 boards at 9600 and 115200 baud vs wire time,
     quiet and with the box loaded by CPU burners, side by side."""
     from bench.modbus_poll import run
 
-    _emit(run(cycles=cycles, seed=seed, burners=burners, loop_busy_ms=loop_busy_ms), json_out)
+    _emit(run(cycles=cycles, seed=seed, burners=burners, loop_busy_ms=loop_busy_ms,
+              realtime_priority=realtime_priority), json_out)
 
 
 def _emit(result: dict[str, Any], json_out: Path | None) -> None:

@@ -134,6 +134,7 @@ class BusSettings(BaseModel):
     probe_interval_s: float = 5.0
     info_every_cycles: int = 10
     card_every_cycles: int = 1
+    realtime_priority: int = 0  # 1..99: the bus thread runs SCHED_FIFO (docs/modbus-contract.md)
 
 
 class SensorSettings(BaseModel):

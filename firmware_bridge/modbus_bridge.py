@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -183,6 +184,7 @@ class ModbusBridge(StartStop):
         self._outbox_ready = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
+        self.realtime = False  # the bus thread runs at `realtime_priority` (SCHED_FIFO)
         self._last_open_error = ""
         self._counts: dict[str, int] = dict.fromkeys(
             (
@@ -276,6 +278,8 @@ class ModbusBridge(StartStop):
     def _serve(self, bus_loop: asyncio.AbstractEventLoop) -> None:
         """The bus thread: run the worker on its own loop until stop() cancels it."""
         asyncio.set_event_loop(bus_loop)
+        if self.settings.realtime_priority:
+            self._raise_priority(self.settings.realtime_priority)
         try:
             assert self._task is not None
             with contextlib.suppress(asyncio.CancelledError):
@@ -289,6 +293,22 @@ class ModbusBridge(StartStop):
             if self._loop is not None and self._stopped is not None:
                 stopped = self._stopped
                 self._loop.call_soon_threadsafe(_resolve, stopped)
+
+    def _raise_priority(self, priority: int) -> None:
+        """Run this (the bus) thread SCHED_FIFO; without the right, say so and run as before."""
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        except (OSError, AttributeError) as err:
+            log.warning(
+                "bus %s: cannot run the bus thread at real-time priority %d (%s); it runs "
+                "at normal priority (allow it with LimitRTPRIO=%d in the service unit)",
+                self.settings.bus_id,
+                priority,
+                err,
+                priority,
+            )
+        else:
+            self.realtime = True
 
     def _cancel_worker(self) -> None:
         if self._task is not None:

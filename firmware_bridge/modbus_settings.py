@@ -43,6 +43,9 @@ class ModbusBusSettings:
     reopen_min_s: float = 0.5
     reopen_max_s: float = 30.0
     dedupe_size: int = 256
+    # 1..99: the bus thread runs SCHED_FIFO at this priority (Linux; the service needs
+    # LimitRTPRIO= or CAP_SYS_NICE), so other processes cannot stretch the exchanges. 0: off.
+    realtime_priority: int = 0
 
     def __post_init__(self) -> None:
         def bad(message: str) -> ModbusConfigError:
@@ -82,6 +85,7 @@ class ModbusBusSettings:
             (self.card_every_cycles >= 0, "card_every_cycles must not be negative"),
             (0 < self.reopen_min_s <= self.reopen_max_s, "need 0 < reopen_min_s <= reopen_max_s"),
             (self.dedupe_size >= 1, "dedupe_size must be at least 1"),
+            (0 <= self.realtime_priority <= 99, "realtime_priority must be 0..99 (0: off)"),
         )
         for ok, message in checks:
             if not ok:

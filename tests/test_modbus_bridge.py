@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import random
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -464,3 +466,51 @@ async def test_the_controller_runs_a_session_on_a_modbus_socket_from_a_card(tmp_
     assert session.port == 5 and session.end_reason == "card_stop"
     assert abs(session.energy_wh - board.true_wh(4)) <= 1.0
     assert session.energy_wh > 3
+
+
+# --------------------------------------------------------------------------- the bus thread
+
+
+def _fifo_allowed() -> bool:
+    """Whether this process may make a thread SCHED_FIFO (root, CAP_SYS_NICE or RLIMIT_RTPRIO)."""
+    allowed: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        except OSError:
+            allowed.append(False)
+        else:
+            allowed.append(True)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return allowed[0]
+
+
+async def test_the_bus_runs_in_a_thread_of_its_own_at_the_priority_configured() -> None:
+    seen: list[int] = []
+
+    def where(msg: object) -> None:  # the sink is called on the caller's loop
+        seen.append(threading.get_ident())
+
+    async with running_shed(realtime_priority=5, also=where) as shed:
+        await shed.cycles(1)
+        thread = shed.bridge._thread
+        assert thread is not None and thread.is_alive() and thread is not threading.current_thread()
+        assert set(seen) == {threading.get_ident()}
+        assert shed.bridge.realtime is _fifo_allowed()
+        tid = thread.native_id
+        assert tid is not None
+        policy = os.sched_getscheduler(tid)
+        assert policy == (os.SCHED_FIFO if shed.bridge.realtime else os.SCHED_OTHER)
+        if shed.bridge.realtime:
+            assert os.sched_getparam(tid).sched_priority == 5
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the caller's thread is untouched
+    assert not thread.is_alive()  # stop() joined it
+
+
+def test_a_realtime_priority_out_of_range_is_refused() -> None:
+    with pytest.raises(ModbusConfigError, match=r"realtime_priority must be 0\.\.99"):
+        ModbusBusSettings("/dev/ttyUSB0", boards={1: ("b1", (1,))}, realtime_priority=100)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import datetime as dt
+import getpass
 import logging
 import math
 import random
@@ -167,8 +169,11 @@ def mosquitto_path() -> str | None:
     return next((p for p in MOSQUITTO_FALLBACKS if shutil.which(p) is not None), None)
 
 
+# `user`: whoever runs the demo (a broker started by root would switch to user
+# mosquitto, and the switch would undo `_end_with_parent`).
 MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
+user {user}
 allow_anonymous true
 persistence false
 set_tcp_nodelay true
@@ -187,11 +192,12 @@ async def mosquitto_broker(exe: str, data_dir: Path, attempts: int = 3) -> Async
     log_path = data_dir / "mosquitto.log"
     for _ in range(attempts):
         port = free_port()
-        conf.write_text(MOSQUITTO_CONF.format(port=port), "utf-8")
+        conf.write_text(MOSQUITTO_CONF.format(port=port, user=getpass.getuser()), "utf-8")
         with log_path.open("ab") as out:
             proc = await asyncio.create_subprocess_exec(
                 exe, "-c", str(conf), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True)  # Ctrl-C stops the demo, which then stops the broker
+                # Ctrl-C stops the demo, which then stops the broker
+                start_new_session=True, preexec_fn=_end_with_parent)
         try:
             if await _listening(port, proc):
                 break
@@ -205,6 +211,17 @@ async def mosquitto_broker(exe: str, data_dir: Path, attempts: int = 3) -> Async
         yield port
     finally:
         await _end_process(proc)
+
+
+def _end_with_parent() -> None:
+    """In the broker's process, before it starts: end when the demo's process ends,
+    even if it is killed (Linux; elsewhere the demo's exit stops it)."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 async def _listening(port: int, proc: asyncio.subprocess.Process,
@@ -899,8 +916,11 @@ async def _run_live(shed: DemoShed, clock: Clock, live: bool, stop: asyncio.Even
     from simulators.live_view import LiveView
 
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, stop.set)
+    # Ctrl-C, and a closed terminal or a kill: the demo winds down (the broker with it)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     runner = shed.devices.runner
     assert runner is not None
     ticker = runner.spawn(runner.run(tick_s=1.0))
@@ -917,8 +937,9 @@ async def _run_live(shed: DemoShed, clock: Clock, live: bool, stop: asyncio.Even
                     await asyncio.wait_for(stop.wait(), 0.5)
     finally:
         ticker.cancel()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGINT)
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
 
 def print_urls(demo: Demo) -> None:

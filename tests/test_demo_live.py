@@ -18,8 +18,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,3 +177,40 @@ async def test_a_broker_that_does_not_start_is_a_clear_error(tmp_path: Path) -> 
     with pytest.raises(RuntimeError, match="did not start"):
         async with mosquitto_broker("/bin/false", tmp_path, attempts=2):
             pass
+
+
+def test_the_broker_ends_when_the_demo_is_killed(tmp_path: Path) -> None:
+    """Not left behind on its own port: a killed demo (kill -9, a closed terminal) takes
+    its Mosquitto with it."""
+    exe = mosquitto_path()
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("mosquitto is required in CI")
+        pytest.skip("no mosquitto installed")
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from simulators.demo import mosquitto_broker\n"
+        "async def main():\n"
+        "    async with mosquitto_broker(sys.argv[1], Path(sys.argv[2])) as port:\n"
+        "        print(port, flush=True)\n"
+        "        await asyncio.sleep(120)\n"
+        "asyncio.run(main())\n"
+    )
+    demo = subprocess.Popen([sys.executable, "-c", script, exe, str(tmp_path)],
+                            stdout=subprocess.PIPE)
+    try:
+        assert demo.stdout is not None
+        port = int(demo.stdout.readline())
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()  # it runs
+    finally:
+        demo.kill()
+        demo.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except ConnectionRefusedError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the broker on {port} outlived the demo")

@@ -176,6 +176,13 @@ class ApiMetrics:
         db.info.pop(_PENDING, None)
 
 
+def count_sessions(db: Session, *, opened: int, closed: int) -> None:
+    """Sessions written without the ORM (the uplink's set-based batches), counted
+    when the transaction commits, like those the ORM flushes."""
+    pending: list[tuple[str, tuple[Any, ...]]] = db.info.setdefault(_PENDING, [])
+    pending.extend([("opened", ())] * opened + [("closed", ())] * closed)
+
+
 def _newly_set(obj: Any, attr: str) -> bool:
     """The attribute went from NULL to a value in this flush."""
     history = inspect(obj).attrs[attr].history

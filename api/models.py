@@ -533,6 +533,31 @@ class ReportShedHour(Base):
     unserved: Mapped[int] = _counter()
 
 
+class ReportShedMonth(Base):
+    """One shed in one local month: the district-wide report (every compound,
+    per shed and per month) reads these rows, a year in sheds x 12 of them.
+    The same counts as the shed's socket-days of that month, summed."""
+
+    __tablename__ = "report_shed_months"
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    month_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    compound_id: Mapped[str] = mapped_column(String(ID_LEN))
+    sessions: Mapped[int] = _counter()
+    energy_wh: Mapped[int] = _counter()
+    billed_fen: Mapped[int] = _counter()
+    refund_fen: Mapped[int] = _counter()
+    duration_ms: Mapped[int] = _counter()
+    in_use_ms: Mapped[int] = _counter()
+    end_full: Mapped[int] = _counter()
+    end_unplugged: Mapped[int] = _counter()
+    end_money: Mapped[int] = _counter()
+    end_safety: Mapped[int] = _counter()
+    end_stopped: Mapped[int] = _counter()
+    end_other: Mapped[int] = _counter()
+    incidents: Mapped[int] = _counter()
+    unserved: Mapped[int] = _counter()
+
+
 class ReportContribution(Base):
     """What one session added to the rollups, so that a corrected version of
     it (or the same one applied again) changes them by the difference only."""

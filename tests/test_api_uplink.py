@@ -335,7 +335,58 @@ async def test_a_failing_hook_leaves_the_record_for_a_retry(api_factory: ApiFact
         assert response.json()["code"] == "internal_error"
         with api.app.state.ctx.sessions() as db:
             assert db.get(ChargeSession, (shed_id, "s-1")) is None  # not half-applied
+            # one transaction per batch: nothing of it stays applied
+            assert db.scalar(select(func.count()).select_from(RecordVersion)) == 0
 
         failing = False  # the shed retries the whole batch
         answer = await post(api, shed_id, headers, [before, closed])
-        assert answer == {"applied": [closed["id"]], "duplicates": [before["id"]], "rejected": []}
+        assert answer == {"applied": [before["id"], closed["id"]], "duplicates": [], "rejected": []}
+
+
+async def test_a_batch_applies_as_if_record_by_record(api_factory: ApiFactory) -> None:
+    """Several versions of one session in one batch, out of order and repeated:
+    each answered as if applied one after the other, the newest one stored,
+    its closing hook run once, the rollups counting the session once."""
+    closings: list[str] = []
+
+    def count(db: Session, closed: ClosedSession) -> None:
+        closings.append(closed.session.id)
+
+    async with api_factory(hooks=Hooks(session_closed=[on_session_closed, count])) as api:
+        shed_id, headers = await api.register_shed(ports=[1, 2])
+        opened = record("session", "s-b", 1, session_row("s-b", closed=False))
+        closed = record("session", "s-b", 3, session_row("s-b", closed=True))
+        stale = record("session", "s-b", 2, session_row("s-b", closed=False))
+        socket = socket_record(2, "charging", 1)
+        batch = [opened, closed, stale, {**closed}, socket]
+        answer = await post(api, shed_id, headers, batch)
+        assert answer == {
+            "applied": [opened["id"], closed["id"], socket["id"]],
+            "duplicates": [stale["id"], closed["id"]],
+            "rejected": [],
+        }
+        with api.app.state.ctx.sessions() as db:
+            row = db.get(ChargeSession, (shed_id, "s-b"))
+            assert row is not None
+            assert (row.version, row.end_reason) == (3, "full")
+            assert row.closed_received_ms == api.clock.now
+            versions = {
+                (v.kind, v.key): (v.version, v.record_id) for v in db.scalars(select(RecordVersion))
+            }
+            assert versions == {
+                ("session", "s-b"): (3, closed["id"]),
+                ("socket", "2"): (1, socket["id"]),
+            }
+        assert closings == ["s-b"]
+        assert (await sockets_of(api, shed_id))[2] == "charging"
+
+        again = await post(api, shed_id, headers, batch)  # the whole batch replayed
+        assert again == {"applied": [], "duplicates": ids(batch), "rejected": []}
+        assert closings == ["s-b"]
+        report = (
+            await api.client.get(
+                "/api/v1/reports/demo?period=month&value=2026-11", headers=api.admin
+            )
+        ).json()
+        sessions = {row[0]: row[1] for row in report["tables"]["summary"]["rows"]}
+        assert sessions["sessions"] == 1

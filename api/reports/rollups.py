@@ -3,10 +3,11 @@
 Called by the uplink (api/services/uplink.py) inside the transaction that
 applies a record, so a rollup changes exactly when the record is applied:
 
-- `record_session`: every applied version of a session record. The session's
-  last contribution is kept (`report_contributions`); the rollups change by
-  the difference, so a replay changes nothing and a corrected version
-  replaces what the earlier one added.
+- `record_sessions`: the applied versions of a batch's session records. Each
+  session's last contribution is kept (`report_contributions`); the rollups
+  change by the difference, summed over the batch, so a replay changes
+  nothing and a corrected version replaces what the earlier one added.
+  `record_session`: the same for one session (the record-by-record path).
 - `record_incident`: a safety alarm seen for the first time.
 - `add_unserved` (api/reports/demand.py): a demand event.
 
@@ -15,15 +16,17 @@ that brought the rollups to a database with sessions in it, or a change of
 the rules (`ebshed report --rebuild`).
 
 Counters are added with one `INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`
-per table, rows in key order (two transactions never lock them crosswise).
+per table (compiled once), rows in key order (two transactions never lock
+them crosswise).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
-from sqlalchemy import Table, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from api.models import (
@@ -34,15 +37,34 @@ from api.models import (
     DemandEvent,
     ReportContribution,
     ReportShedHour,
+    ReportShedMonth,
     ReportSocketDay,
     Shed,
 )
 from api.reports.contribution import Contribution, SessionFigures, contribution
-from api.reports.periods import day_start_ms, hour_start_ms
+from api.reports.periods import day_start_ms, hour_start_ms, local_date, local_midnight_ms
 from api.reports.reasons import SAFETY_ALARMS
+from api.repos._dialect import Upsert, one_of, upsert
 
 SHED_PORT = 0  # the shed itself, in report_socket_days
-UPSERT_ROWS = 500  # rows per statement (SQLite limits the bound values of one)
+
+
+def _adding(model: type[Any], keys: tuple[str, ...], counters: tuple[str, ...]) -> Upsert:
+    table = model.__table__
+    return Upsert(
+        table, keys, {n: f"{table.name}.{n} + excluded.{n}" for n in counters}, (keys[-1],)
+    )
+
+
+_ADD_DAYS = _adding(ReportSocketDay, ("shed_id", "port", "day_ms"), ROLLUP_COUNTS)
+_ADD_HOURS = _adding(ReportShedHour, ("shed_id", "hour_ms"), HOUR_COUNTS)
+_ADD_MONTHS = _adding(ReportShedMonth, ("shed_id", "month_ms"), ROLLUP_COUNTS)
+_SET_PARTS = Upsert(
+    ReportContribution.__table__,  # type: ignore[arg-type]
+    ("shed_id", "session_id"),
+    {"parts": "excluded.parts", "updated_ms": "excluded.updated_ms"},
+    ("session_id",),
+)
 
 
 def figures(row: ChargeSession) -> SessionFigures:
@@ -77,6 +99,36 @@ def record_session(db: Session, row: ChargeSession, now_ms: int) -> None:
         stored.updated_ms = now_ms
 
 
+def record_sessions(
+    db: Session, shed_id: str, sessions: Sequence[tuple[str, SessionFigures]], now_ms: int
+) -> None:
+    """`record_session` for the newest version of each of these sessions (one
+    per session id) of one shed: three statements, whatever their number."""
+    if not sessions:
+        return
+    rc = ReportContribution
+    query = select(rc.session_id, rc.parts).where(
+        rc.shed_id == shed_id, one_of(db, rc.session_id, [sid for sid, _ in sessions])
+    )
+    stored: dict[str, dict[str, Any]] = {r.session_id: r.parts for r in db.execute(query)}
+    total = Contribution()
+    parts: list[dict[str, Any]] = []
+    for session_id, figures_ in sessions:
+        new = contribution(figures_)
+        old = stored.get(session_id)
+        delta = new.minus(Contribution.from_json(old)) if old is not None else new
+        if delta.is_empty():
+            continue
+        total.merge(delta)
+        parts.append(
+            {"shed_id": shed_id, "session_id": session_id, "parts": new.to_json(),
+             "updated_ms": now_ms}
+        )  # fmt: skip
+    if parts:
+        add(db, shed_id, total)
+        upsert(db, _SET_PARTS, parts)
+
+
 def record_incident(db: Session, shed_id: str, port: int | None, raised_ms: int) -> None:
     key = (port or SHED_PORT, day_start_ms(raised_ms))
     add(db, shed_id, Contribution(days={key: {"incidents": 1}}))
@@ -107,13 +159,24 @@ def add(db: Session, shed_id: str, delta: Contribution) -> None:
         {**base, "hour_ms": hour, **_full(counts, HOUR_COUNTS)}
         for hour, counts in sorted(delta.hours.items())
     ]
-    _upsert_add(db, _table(ReportSocketDay), day_rows, ("shed_id", "port", "day_ms"), ROLLUP_COUNTS)
-    _upsert_add(db, _table(ReportShedHour), hour_rows, ("shed_id", "hour_ms"), HOUR_COUNTS)
+    months: dict[int, dict[str, int]] = {}
+    for (_port, day), counts in delta.days.items():
+        into = months.setdefault(month_start_ms(day), {})
+        for name, value in counts.items():
+            into[name] = into.get(name, 0) + value
+    month_rows = [
+        {**base, "month_ms": month, **_full(counts, ROLLUP_COUNTS)}
+        for month, counts in sorted(months.items())
+    ]
+    upsert(db, _ADD_DAYS, day_rows)
+    upsert(db, _ADD_HOURS, hour_rows)
+    upsert(db, _ADD_MONTHS, month_rows)
 
 
-def _table(model: type[Any]) -> Table:
-    table: Table = model.__table__
-    return table
+def month_start_ms(ms: int) -> int:
+    """Epoch ms of the local midnight that begins the month `ms` falls in."""
+    d = local_date(ms)
+    return local_midnight_ms(date(d.year, d.month, 1))
 
 
 def _full(counts: dict[str, int], names: tuple[str, ...]) -> dict[str, int]:
@@ -123,23 +186,6 @@ def _full(counts: dict[str, int], names: tuple[str, ...]) -> dict[str, int]:
     return {name: counts.get(name, 0) for name in names}
 
 
-def _upsert_add(
-    db: Session,
-    table: Table,
-    rows: list[dict[str, Any]],
-    keys: tuple[str, ...],
-    counters: tuple[str, ...],
-) -> None:
-    dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
-    for i in range(0, len(rows), UPSERT_ROWS):
-        stmt = dialect.insert(table).values(rows[i : i + UPSERT_ROWS])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={name: table.c[name] + stmt.excluded[name] for name in counters},
-        )
-        db.execute(stmt)
-
-
 def rebuild(db: Session, compound_id: str, now_ms: int) -> int:
     """Empty the compound's rollups and refill them from its sessions, safety
     alarms and demand events, in the caller's transaction. Returns the
@@ -147,6 +193,7 @@ def rebuild(db: Session, compound_id: str, now_ms: int) -> int:
     sheds = list(db.scalars(select(Shed.id).where(Shed.compound_id == compound_id)))
     db.execute(delete(ReportSocketDay).where(ReportSocketDay.compound_id == compound_id))
     db.execute(delete(ReportShedHour).where(ReportShedHour.compound_id == compound_id))
+    db.execute(delete(ReportShedMonth).where(ReportShedMonth.compound_id == compound_id))
     db.execute(delete(ReportContribution).where(ReportContribution.shed_id.in_(sheds)))
     counted = 0
     for shed_id in sheds:

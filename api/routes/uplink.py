@@ -17,8 +17,9 @@ router = APIRouter(tags=["shed"])
     responses={413: {"description": f"more than {MAX_RECORDS} records (too_many_records)"}},
 )
 def uplink(body: UplinkBody, shed: ShedDep, ctx: CtxDep) -> UplinkAnswer:
-    """Apply each record in its own transaction; answer which were applied,
-    which were duplicates (version at or below the stored one) and which were
+    """Apply the batch in one transaction (set-based, api/services/uplink.py);
+    answer which records were applied, which were duplicates (version at or
+    below the stored one, or an earlier one of the batch) and which were
     rejected (with a code). Nothing of a rejected record is stored."""
     if len(body.records) > MAX_RECORDS:
         raise TooLarge(

@@ -1,16 +1,25 @@
 """Applying uplink records (docs/uplink-contract.md).
 
-Each record is applied in its own transaction, under a lock on its
-(shed, kind, key) version row: a version at or below the stored one is a
-duplicate and changes nothing; a record that does not validate is rejected
-with a code and changes nothing; anything else that goes wrong (the database
-is down, a hook failed) aborts the call with a 5xx so that the shed retries
-the batch later. Records applied before that stay applied, and come back as
-duplicates on the retry.
+A batch is applied in one transaction, set-based: one statement locks and
+reads the stored version of every (shed, kind, key) in the batch, in key
+order; a record whose version is at or below the stored one (or below one
+earlier in the batch) is a duplicate and changes nothing. Of the records of
+one key only the highest new version is written: session rows with one
+`INSERT ... ON CONFLICT` for the batch, the rollups by the batch's summed
+difference (api/reports/rollups.py), the versions with one more statement.
+Every statement is compiled once, whatever the batch.
+
+A record that does not validate is rejected with a code and changes nothing.
+Should the database refuse the batch (a value it cannot store, a conflict),
+it is applied again record by record, each in its own transaction, so that
+only the offending record is rejected. Anything else that goes wrong (the
+database is down, a hook failed) aborts the call with a 5xx so that the shed
+retries the batch later: nothing of it is applied.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,8 +29,10 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api import metrics
 from api.models import Alarm, Bay, ChargeSession, Socket
 from api.reports import demand, rollups
+from api.reports.contribution import SessionFigures
 from api.reports.reasons import is_incident
 from api.repos import alarms, board, record_versions, sessions, sheds, sockets
 from api.schemas.records import (
@@ -61,6 +72,13 @@ class UplinkResult:
     rejected: list[Rejection] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    at: int  # position in the batch
+    record: RecordEnvelope
+    data: RecordData
+
+
 def apply_uplink(
     sessionmaker_: sessionmaker[Session],
     shed_id: str,
@@ -69,21 +87,201 @@ def apply_uplink(
     now_ms: int,
     hooks: Hooks,
 ) -> UplinkResult:
-    """Apply a batch, each record in its own transaction, in the order given."""
-    result = UplinkResult()
-    for raw in records:
-        record_id = _raw_id(raw)
+    """Apply a batch in one transaction, as if record by record in the order given."""
+    outcomes: dict[int, Outcome | Rejection] = {}
+    ids: dict[int, str] = {}
+    parsed: list[_Parsed] = []
+    for at, raw in enumerate(records):
         try:
             record = _envelope(raw)
-            outcome = _apply_with_retry(sessionmaker_, shed_id, record, now_ms, hooks)
+            parsed.append(_Parsed(at, record, _parse_data(record)))
+            ids[at] = record.id
         except RecordRejected as rejected:
-            log.warning("shed %s: record %s rejected: %s", shed_id, record_id, rejected)
-            result.rejected.append(
-                Rejection(id=record_id, code=rejected.code, message=rejected.message)
-            )
-            continue
-        (result.applied if outcome == "applied" else result.duplicates).append(record.id)
+            outcomes[at] = _rejection(shed_id, _raw_id(raw), rejected)
+    if parsed:
+        try:
+            with sessionmaker_.begin() as db:
+                applied = _apply_batch(db, shed_id, parsed, now_ms, hooks)
+            outcomes.update(zip((p.at for p in parsed), applied, strict=True))
+        except (DataError, IntegrityError, RecordRejected) as err:
+            log.warning("shed %s: batch refused (%s); applying record by record", shed_id, err)
+            for p in parsed:
+                try:
+                    outcomes[p.at] = _apply_with_retry(
+                        sessionmaker_, shed_id, p.record, now_ms, hooks
+                    )
+                except RecordRejected as rejected:
+                    outcomes[p.at] = _rejection(shed_id, p.record.id, rejected)
+    result = UplinkResult()
+    for at in range(len(records)):
+        outcome = outcomes[at]
+        if isinstance(outcome, Rejection):
+            result.rejected.append(outcome)
+        else:
+            (result.applied if outcome == "applied" else result.duplicates).append(ids[at])
     return result
+
+
+def _rejection(shed_id: str, record_id: str | None, rejected: RecordRejected) -> Rejection:
+    log.warning("shed %s: record %s rejected: %s", shed_id, record_id, rejected)
+    return Rejection(id=record_id, code=rejected.code, message=rejected.message)
+
+
+def _apply_batch(
+    db: Session, shed_id: str, batch: list[_Parsed], now_ms: int, hooks: Hooks
+) -> list[Outcome]:
+    """The outcome of each record, in order; the new versions written."""
+    keys = [(p.record.kind, p.record.key) for p in batch]
+    if len(set(keys)) == len(keys):  # the usual batch: one statement checks and stores
+        ordered = sorted(batch, key=lambda p: (p.record.kind, p.record.key))
+        newer = record_versions.store_newer(
+            db, shed_id, [(*_key(p), p.record.version, p.record.id) for p in ordered], now_ms
+        )
+        winners = [p for p in ordered if _key(p) in newer]
+        outcomes: list[Outcome] = ["applied" if key in newer else "duplicate" for key in keys]
+    else:
+        outcomes, winners = _newest_of_each_key(db, shed_id, batch, now_ms)
+    if not winners:
+        return outcomes
+    session_winners = [(p.record, p.data) for p in winners if isinstance(p.data, SessionData)]
+    if session_winners:
+        _apply_sessions(db, shed_id, session_winners, now_ms, hooks)
+    # The other kinds are few: each record applied in the order given, as one
+    # by one (a demand record reads the socket states the records before it set).
+    for p, outcome in zip(batch, outcomes, strict=True):
+        if outcome == "applied" and not isinstance(p.data, SessionData):
+            _apply_other(db, shed_id, p.record, p.data, now_ms)
+    board.bump(db, shed_id, now_ms)  # the staff board shows it (api/services/board_watch.py)
+    return outcomes
+
+
+def _key(p: _Parsed) -> tuple[str, str]:
+    return (p.record.kind, p.record.key)
+
+
+def _newest_of_each_key(
+    db: Session, shed_id: str, batch: list[_Parsed], now_ms: int
+) -> tuple[list[Outcome], list[_Parsed]]:
+    """A batch with several records of one key: as if applied one by one, each
+    key's newest version is the one written (versions stored here)."""
+    stored = record_versions.lock_versions(db, shed_id, sorted({_key(p) for p in batch}), now_ms)
+    top = dict(stored)
+    newest: dict[tuple[str, str], _Parsed] = {}
+    outcomes: list[Outcome] = []
+    for p in batch:
+        key = _key(p)
+        if p.record.version > top[key]:
+            top[key] = p.record.version
+            newest[key] = p
+            outcomes.append("applied")
+        else:
+            outcomes.append("duplicate")
+    winners = [newest[key] for key in sorted(newest)]  # key order: rows locked in one order
+    applied = [(*_key(p), p.record.version, p.record.id) for p in winners]
+    record_versions.set_versions(db, shed_id, applied, now_ms)
+    return outcomes, winners
+
+
+def _apply_sessions(
+    db: Session,
+    shed_id: str,
+    items: list[tuple[RecordEnvelope, SessionData]],
+    now_ms: int,
+    hooks: Hooks,
+) -> None:
+    """The newest version of each session in the batch (one per session id)."""
+    stored = sessions.stored_closed(db, shed_id, [record.key for record, _ in items])
+    closing = [
+        record.key
+        for record, data in items
+        if data.ended_ms is not None and not stored.get(record.key, False)
+    ]
+    closing_set = set(closing)
+    rows = [
+        _session_values(shed_id, record, data, now_ms, record.key in closing_set)
+        for record, data in items
+    ]
+    sessions.upsert_sessions(db, rows)
+    metrics.count_sessions(db, opened=len(items) - len(stored), closed=len(closing))
+    # the community office reports (docs/reports.md)
+    rollups.record_sessions(db, shed_id, [(row["id"], _figures(row)) for row in rows], now_ms)
+    if closing and hooks.session_closed:
+        for row in sessions.get_sessions(db, shed_id, closing):
+            hooks.run_session_closed(db, ClosedSession(shed_id=shed_id, session=row, now_ms=now_ms))
+
+
+def _figures(row: dict[str, Any]) -> SessionFigures:
+    return SessionFigures(
+        port=row["port"],
+        started_ms=row["started_ms"],
+        ended_ms=row["ended_ms"],
+        end_reason=row["end_reason"],
+        energy_wh=row["energy_wh"],
+        billed_fen=row["billed_fen"],
+        refund_fen=row["refund_fen"],
+    )
+
+
+def _session_values(
+    shed_id: str, record: RecordEnvelope, data: SessionData, now_ms: int, closes: bool
+) -> dict[str, Any]:
+    """The charge_sessions row of this version (`closed_received_ms` only when it closes)."""
+    tariff = _tariff_dict(data.tariff) if data.tariff is not None else None
+    return {
+        "shed_id": shed_id,
+        "id": record.key,
+        "port": data.port,
+        "auth_kind": data.auth.kind,
+        "auth_ref": data.auth.ref,
+        "auth_mode": data.auth.mode,
+        "prepaid_fen": data.auth.prepaid_fen,
+        "order_no": data.effective_order_no,
+        "tariff": tariff,
+        "tariff_id": tariff["id"] if tariff is not None else None,
+        "tariff_version": tariff["version"] if tariff is not None else None,
+        "started_ms": data.started_ms,
+        "stop_ms": data.stop_ms,
+        "ended_ms": data.ended_ms,
+        "end_reason": data.end_reason,
+        "first_wh": data.first_wh,
+        "last_wh": data.last_wh,
+        "energy_wh": data.energy_wh,
+        "peak_w": data.peak_w,
+        "billed_fen": data.billed_fen,
+        "refund_fen": data.refund_fen,
+        "flags": list(data.flags),
+        "bill": data.bill,
+        "data": record.data,
+        "version": record.version,
+        "reported_ms": record.ts,
+        "received_ms": now_ms,
+        "closed_received_ms": now_ms if closes else None,
+    }
+
+
+def _apply_other(
+    db: Session, shed_id: str, record: RecordEnvelope, data: RecordData, now_ms: int
+) -> None:
+    """Sockets, alarms, bays, demand and tariffs: few, one at a time."""
+    if isinstance(data, SocketData):
+        _apply_socket(db, shed_id, record, data, now_ms)
+    elif isinstance(data, AlarmData):
+        _apply_alarm(db, shed_id, record, data, now_ms)
+    elif isinstance(data, DemandData):
+        demand.record_card_refusal(
+            db,
+            shed_id,
+            port=data.port,
+            reason=data.reason,
+            card=data.card,
+            at_ms=data.at_ms,
+            now_ms=now_ms,
+        )
+    elif isinstance(data, TariffData):
+        _apply_tariff(db, shed_id, data, now_ms)
+    elif isinstance(data, BayData):
+        _apply_bay(db, shed_id, record, data, now_ms)
+    db.flush()
 
 
 def _raw_id(raw: Any) -> str | None:
@@ -145,24 +343,8 @@ def apply_record(
         return "duplicate"
     if isinstance(data, SessionData):
         _apply_session(db, shed_id, record, data, now_ms, hooks)
-    elif isinstance(data, SocketData):
-        _apply_socket(db, shed_id, record, data, now_ms)
-    elif isinstance(data, AlarmData):
-        _apply_alarm(db, shed_id, record, data, now_ms)
-    elif isinstance(data, DemandData):
-        demand.record_card_refusal(
-            db,
-            shed_id,
-            port=data.port,
-            reason=data.reason,
-            card=data.card,
-            at_ms=data.at_ms,
-            now_ms=now_ms,
-        )
-    elif isinstance(data, TariffData):
-        _apply_tariff(db, shed_id, data, now_ms)
     else:
-        _apply_bay(db, shed_id, record, data, now_ms)
+        _apply_other(db, shed_id, record, data, now_ms)
     version.version = record.version
     version.record_id = record.id
     version.applied_ms = now_ms
@@ -180,10 +362,7 @@ def _parse_data(record: RecordEnvelope) -> RecordData:
         data = _validate(SessionData, record.data, "bad_record")
         _check_key(record, data.id, "session id")
         if data.tariff is not None:
-            try:
-                tariff_from_dict(data.tariff)
-            except TariffError as err:
-                raise RecordRejected("bad_tariff", f"data.tariff: {err}") from err
+            _tariff_dict(data.tariff)  # bad_tariff
     elif record.kind == "socket":
         data = _validate(SocketData, record.data, "bad_record")
         _check_key(record, str(data.port), "port")
@@ -203,6 +382,29 @@ def _parse_data(record: RecordEnvelope) -> RecordData:
         data = _validate(BayData, record.data, "bad_record")
         _check_key(record, str(data.bay), "bay number")
     return data
+
+
+_TARIFFS: dict[str, dict[str, Any]] = {}  # repr of what a shed sent -> the normal form
+_TARIFFS_KEPT = 256
+
+
+def _tariff_dict(tariff: dict[str, Any]) -> dict[str, Any]:
+    """The tariff as the API stores it (validated, normal form); `bad_tariff`.
+
+    Batches carry the same few tariffs many times: each distinct one is read
+    once (the repr of a JSON value tells its type and content). The dict
+    returned is shared: never change it."""
+    key = repr(tariff)
+    known = _TARIFFS.get(key)
+    if known is None:
+        try:
+            known = tariff_to_dict(tariff_from_dict(tariff))
+        except TariffError as err:
+            raise RecordRejected("bad_tariff", f"data.tariff: {err}") from err
+        if len(_TARIFFS) >= _TARIFFS_KEPT:
+            _TARIFFS.clear()
+        _TARIFFS[key] = known
+    return known
 
 
 def _check_key(record: RecordEnvelope, expected: str | None, what: str) -> None:
@@ -225,7 +427,7 @@ def _apply_session(
     if row is None:
         row = ChargeSession(shed_id=shed_id, id=record.key)
         db.add(row)
-    tariff = tariff_to_dict(tariff_from_dict(data.tariff)) if data.tariff is not None else None
+    tariff = copy.deepcopy(_tariff_dict(data.tariff)) if data.tariff is not None else None
     row.port = data.port
     row.auth_kind = data.auth.kind
     row.auth_ref = data.auth.ref

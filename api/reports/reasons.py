@@ -55,3 +55,8 @@ def end_group(reason: str | None) -> EndGroup:
 
 def is_incident(alarm_kind: str) -> bool:
     return alarm_kind in SAFETY_ALARMS
+
+
+def reasons_in(group: EndGroup) -> tuple[str, ...]:
+    """The end reasons this table puts in `group` (`other` also takes any unknown one)."""
+    return tuple(sorted(reason for reason, g in _GROUPS.items() if g == group))

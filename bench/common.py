@@ -11,9 +11,11 @@ import contextlib
 import json
 import random
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 TOPIC_ROOT = "ebs/v1"
@@ -49,6 +51,46 @@ def result(
         "met": met,
         **extra,
     }
+
+
+# --------------------------------------------------------------------------- databases
+
+
+class throwaway_database:
+    """A throwaway database: a temporary SQLite file, or a new PostgreSQL database."""
+
+    def __init__(self, backend: str, postgres: str) -> None:
+        from api.db import normalize_url  # not for the MQTT benches: they never import SQL
+
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError("backend must be sqlite or postgresql")
+        self.backend, self.server_url = backend, normalize_url(postgres)
+        self.tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.server: Any = None  # an Engine
+        self.name = f"ebshed_bench_{uuid.uuid4().hex[:10]}"
+
+    def __enter__(self) -> str:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        if self.backend == "sqlite":
+            self.tmp = tempfile.TemporaryDirectory(prefix="ebshed-bench-")
+            return f"sqlite:///{Path(self.tmp.name) / 'central.sqlite'}"
+        self.server = create_engine(self.server_url, isolation_level="AUTOCOMMIT")
+        with self.server.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
+        url = make_url(self.server_url).set(database=self.name)
+        return url.render_as_string(hide_password=False)
+
+    def __exit__(self, *_exc: object) -> None:
+        from sqlalchemy import text
+
+        if self.tmp is not None:
+            self.tmp.cleanup()
+        if self.server is not None:
+            with self.server.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            self.server.dispose()
 
 
 # --------------------------------------------------------------------------- the bench shed

@@ -476,20 +476,39 @@ def bench_footprint(
 def bench_reports(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
     compounds: Annotated[int, typer.Option(help="Compounds in the generated data.")] = 20,
-    sheds: Annotated[int, typer.Option(help="Sheds per compound.")] = 5,
-    sockets: Annotated[int, typer.Option(help="Sockets per shed.")] = 48,
+    sheds: Annotated[int, typer.Option(help="Sheds per compound.")] = 10,
+    sockets: Annotated[int, typer.Option(help="Sockets per shed.")] = 33,
     days: Annotated[int, typer.Option(help="Days of sessions (from 2025-12-01).")] = 365,
-    backend: Annotated[str, typer.Option(help="sqlite or postgresql.")] = "sqlite",
+    backend: Annotated[str, typer.Option(help="postgresql or sqlite.")] = "postgresql",
     postgres: Annotated[
         str, typer.Option(help="PostgreSQL server: a throwaway database is made on it.")
     ] = "postgresql://postgres@127.0.0.1:5432/test",
-    repeat: Annotated[int, typer.Option(help="Runs of each report; the best counts.")] = 3,
+    repeat: Annotated[int, typer.Option(help="Runs of each report; the best counts.")] = 5,
 ) -> None:
-    """A month's report of one compound from the rollups vs scanning raw sessions."""
+    """A compound's month and the district's year from the rollups vs the raw sessions."""
     from bench.reports import run
 
     _emit(run(compounds=compounds, sheds=sheds, sockets=sockets, days=days, backend=backend,
               postgres=postgres, repeat=repeat), json_out)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    records: Annotated[int, typer.Option(help="Records posted in all (about).")] = 60_000,
+    sheds: Annotated[int, typer.Option(help="Sheds posting at once.")] = 20,
+    batch: Annotated[int, typer.Option(help="Records per uplink call (at most 500).")] = 500,
+    workers: Annotated[int, typer.Option(help="uvicorn workers of the central API.")] = 2,
+    clients: Annotated[int, typer.Option(help="Connections posting at once.")] = 4,
+    postgres: Annotated[
+        str, typer.Option(help="PostgreSQL server: a throwaway database is made on it.")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+) -> None:
+    """Session records/s through the uplink API vs a bare batched insert (10 % duplicates)."""
+    from bench.ingest import run
+
+    _emit(run(records=records, sheds=sheds, batch=batch, workers=workers, clients=clients,
+              postgres=postgres), json_out)
 
 
 @bench_app.command("pay-start")

@@ -50,3 +50,8 @@ def test_a_small_district_gives_a_result_of_the_common_shape(backend: str, tmp_p
     assert isinstance(r["met"], bool)
     assert r["sessions"] > 2 * 2 * 3 * 365  # about 1.25 a socket a day
     assert r["figure"] > 0 and r["baseline"] > 0
+    # the district's year: every shed in each of its 12 months; the rollups have a
+    # 13th month (the last night's sessions reach into December)
+    assert r["district_rows"] == 2 * 2 * 12
+    assert r["district_year_ms"] > 0 and r["district_year_raw_ms"] > 0
+    assert r["shed_month_rows"] == 2 * 2 * 13

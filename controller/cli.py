@@ -529,6 +529,37 @@ def bench_pay_start(
               database_url=database_url), json_out)
 
 
+@bench_app.command("district")
+def bench_district(
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
+    sheds: Annotated[
+        str, typer.Option(help="Sheds served at once; a list (100,250,500) runs each in turn.")
+    ] = "500",
+    seconds: Annotated[float, typer.Option(help="Seconds each shed count runs.")] = 60.0,
+    workers: Annotated[int, typer.Option(help="uvicorn workers of the central API.")] = 2,
+    clients: Annotated[int, typer.Option(help="Processes the simulated sheds run in.")] = 2,
+    commands_per_s: Annotated[
+        float, typer.Option(help="Staff commands a second, to random sheds.")
+    ] = 2.0,
+    postgres: Annotated[
+        str, typer.Option(help="PostgreSQL server: a throwaway database is made on it.")
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+) -> None:
+    """One central API serving N simulated sheds: command delivery, slowest request, CPU, RSS."""
+    from bench.district import run
+
+    try:
+        counts = tuple(int(n) for n in sheds.split(","))
+    except ValueError:
+        _fail("--sheds must be shed counts separated by commas, e.g. 100,250,500")
+    try:
+        result = run(sheds=counts, seconds=seconds, workers=workers, clients=clients,
+                     commands_per_s=commands_per_s, postgres=postgres)
+    except ValueError as err:
+        _fail(str(err))
+    _emit(result, json_out)
+
+
 @bench_app.command("modbus-poll")
 def bench_modbus_poll(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,

@@ -8,6 +8,7 @@ enqueued through one must reach a shed long-polling the other within a second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -136,3 +137,114 @@ async def test_a_command_enqueued_on_one_worker_reaches_a_poll_on_the_other(
             f"{worker_a}/api/v1/admin/sheds/shed-w/commands/{command_id}", headers=ADMIN
         )
         assert response.json()["result_ok"] is True
+
+
+async def test_a_snapshot_posted_to_one_worker_reaches_a_board_stream_on_the_other(
+    two_workers: tuple[str, str],
+) -> None:
+    """The staff board's live stream and the command channel both cross the two
+    processes, in both directions; nothing but the database is shared."""
+    worker_a, worker_b = two_workers
+    async with httpx.AsyncClient(timeout=15) as client:
+        compound = {"id": "live", "name": "直播小区"}
+        response = await client.post(
+            f"{worker_a}/api/v1/admin/compounds", json=compound, headers=ADMIN
+        )
+        assert response.status_code == 201
+        shed = {"id": "shed-l", "name": "车棚", "compound_id": "live", "ports": [1, 2]}
+        response = await client.post(f"{worker_a}/api/v1/admin/sheds", json=shed, headers=ADMIN)
+        assert response.status_code == 201
+        shed_auth = {"Authorization": f"Bearer {response.json()['token']}"}
+        staff = {
+            "login": "live-staff",
+            "name": "值班",
+            "password": "correct horse battery",
+            "grants": [{"role": "staff", "compound_id": "live"}],
+        }
+        response = await client.post(f"{worker_a}/api/v1/admin/users", json=staff, headers=ADMIN)
+        assert response.status_code == 201, response.text
+        response = await client.post(
+            f"{worker_b}/api/v1/auth/password",
+            json={"login": "live-staff", "password": "correct horse battery"},
+        )
+        assert response.status_code == 200, response.text
+        client.cookies.clear()  # the bearer token says who calls
+        staff_auth = {"Authorization": f"Bearer {response.json()['token']}"}
+
+        # The board's stream, on worker b.
+        events: asyncio.Queue[tuple[str, str, float]] = asyncio.Queue()
+        subscribed = asyncio.Event()
+
+        async def listen() -> None:
+            url = f"{worker_b}/board/events"
+            async with client.stream(
+                "GET", url, params={"shed": "shed-l", "lang": "en"}, headers=staff_auth
+            ) as stream:
+                assert stream.status_code == 200
+                kind, data = "", []
+                async for line in stream.aiter_lines():
+                    if line.startswith(":"):
+                        subscribed.set()
+                    elif line.startswith("event:"):
+                        kind = line.split(":", 1)[1].strip()
+                    elif line.startswith("data:"):
+                        data.append(line.split(":", 1)[1])
+                    elif not line and kind:
+                        await events.put((kind, "\n".join(data), time.monotonic()))
+                        kind, data = "", []
+
+        listener = asyncio.create_task(listen())
+        try:
+            await asyncio.wait_for(subscribed.wait(), 10)
+            await asyncio.sleep(0.5)  # let worker b's watch take its first look
+            now_ms = time.time_ns() // 1_000_000
+            snapshot = {
+                "taken_ms": now_ms,
+                "ports": [
+                    {"port": 1, "state": "charging", "since": now_ms - 60_000, "w": 987.6,
+                     "temp_c": 33.0, "relay": True, "session": "s-live", "session_wh": 41,
+                     "session_started_ms": now_ms - 60_000, "session_cost_fen": 7,
+                     "disabled_reason": None},
+                    {"port": 2, "state": "idle", "since": now_ms - 600_000, "w": 0.0,
+                     "temp_c": 30.0, "relay": False, "session": None, "session_wh": 0,
+                     "session_started_ms": None, "session_cost_fen": 0,
+                     "disabled_reason": None},
+                ],
+                "bays": [],
+            }  # fmt: skip
+            posted_at = time.monotonic()
+            response = await client.post(
+                f"{worker_a}/api/v1/sheds/shed-l/live", json=snapshot, headers=shed_auth
+            )
+            assert response.status_code == 200 and response.json() == {"stored": True}
+            while True:  # the first fragment of the shed that shows the new reading
+                kind, data, at = await asyncio.wait_for(events.get(), 10)
+                if kind == "shed" and "988 W" in data:
+                    break
+            # without the cross-worker watch it would wait for the 15 s refresh
+            assert at - posted_at < 2.0, f"the board on worker b took {at - posted_at:.2f} s"
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+        # Commands the other way round: the shed polls worker a, the command is made on b.
+        poll = asyncio.create_task(
+            client.get(
+                f"{worker_a}/api/v1/sheds/shed-l/commands",
+                params={"after": 0, "wait": 10},
+                headers=shed_auth,
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not poll.done()
+        enqueued_at = time.monotonic()
+        command = {"kind": "disable", "data": {"port": 2, "reason": "staff"}}
+        response = await client.post(
+            f"{worker_b}/api/v1/admin/sheds/shed-l/commands", json=command, headers=ADMIN
+        )
+        assert response.status_code == 201
+        answer = await asyncio.wait_for(poll, 10)
+        latency = time.monotonic() - enqueued_at
+        assert [c["id"] for c in answer.json()["commands"]] == [response.json()["id"]]
+        assert latency < 1.0, f"worker a took {latency:.2f} s"

@@ -199,6 +199,8 @@ class FaultShed:
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills = 0
         self.crashes: list[str] = []  # crash points that ended the process
+        self.unexpected_exits: list[str] = []  # the controller ended by itself
+        self._expected_end = False  # the test ended the running process (kill, stop, crash)
         self.starts = 0
         self.started_ids: set[str] = set()  # sessions whose start was answered 201
         self.http = httpx.Client(timeout=10)
@@ -258,6 +260,8 @@ class FaultShed:
 
     def start_controller(self, crash_at: str | None = None, wait: bool = True) -> None:
         assert self.proc is None or self.proc.poll() is not None, "controller already running"
+        self.note_exit()
+        self._expected_end = False
         env = {**os.environ}
         env.pop("EBSHED_CRASH_AT", None)
         if crash_at:
@@ -300,14 +304,30 @@ class FaultShed:
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush (a crash, a power cut of the controller)."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.kills += 1
+        self.note_exit()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.kills += 1
+        self._expected_end = True
 
     def stop_controller(self) -> None:
         assert self.proc is not None
+        self._expected_end = True
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(20)
+
+    def crashed(self, point: str) -> None:
+        """The process ended at crash point `point`, as the test armed it."""
+        self.crashes.append(point)
+        self._expected_end = True
+
+    def note_exit(self) -> None:
+        """Record an exit nobody asked for (a supervised task that died, a crash)."""
+        proc = self.proc
+        if proc is not None and not self._expected_end and proc.poll() is not None:
+            self.unexpected_exits.append(f"exit {proc.returncode}: {self.log_tail(3)}")
+            self._expected_end = True
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

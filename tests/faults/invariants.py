@@ -84,6 +84,11 @@ def check(
     periods, true_now = shed.sim_.truth()
     fig.relay_periods = len(periods)
 
+    # 0. the controller ended only when the scenario ended it
+    shed.note_exit()
+    for exit_ in shed.unexpected_exits:
+        bad.append(f"the controller ended by itself: {exit_}")
+
     # 1. closed exactly once
     for r in rows:
         if r["ended_ms"] is None or r["end_reason"] is None:

@@ -49,6 +49,7 @@ def test_central_down_for_a_day_then_drained_once_in_order(
         started: dict[int, float] = {}
         killed = False
         while _depth(shed) < records_wanted or len(shed.started_ids) < sessions_wanted:
+            assert shed.alive(), f"the controller ended by itself: {shed.log_tail()}"
             assert time.monotonic() - t0 < 120, (
                 f"only {_depth(shed)} records queued in 120 s: {shed.log_tail()}"
             )

@@ -53,7 +53,7 @@ def test_crash_at_point_then_restart(make_shed: Callable[..., FaultShed], point:
     assert shed.proc.returncode == CRASH_EXIT, (
         f"controller ended with {shed.proc.returncode}, not at {point}: {shed.log_tail()}"
     )
-    shed.crashes.append(point)
+    shed.crashed(point)
     shed.start_controller()
     # The restarted controller goes on: a new session starts and bills normally.
     assert shed.start_session(2, kind="order", prepaid_fen=300) is not None

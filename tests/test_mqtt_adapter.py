@@ -210,6 +210,10 @@ class FakeBoard:
             if self.policy(cmd, len(self.commands)):
                 ack = {"id": cmd["id"], "ok": True, "relay": cmd["op"] != "off", "error": None}
                 await self.client.publish(f"{msg.topic.value}/ack", json.dumps(ack), qos=1)
+                # Python 3.11's asyncio.wait_for (inside aiomqtt's publish) drops a cancel
+                # that races the PUBACK, and the loop would wait for messages forever.
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise asyncio.CancelledError
 
 
 @asynccontextmanager

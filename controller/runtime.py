@@ -136,6 +136,12 @@ async def running_controller(
             if central_loops and settings.central.live_every_s > 0:
                 live = LiveSender(service, client, clock, settings.central.live_every_s)
                 tasks.append(asyncio.create_task(live.run(), name="live-snapshots"))
+        ocpp = None
+        if settings.ocpp is not None:  # the shed as an OCPP 1.6J charge point: docs/ocpp.md
+            from controller.ocpp.link import OcppLink  # the library loads only when configured
+
+            ocpp = OcppLink(service, settings.ocpp, clock)
+            tasks.append(asyncio.create_task(ocpp.run(), name="ocpp"))
         _supervise(tasks, stop or tick_stop, died)
         try:
             yield service
@@ -146,6 +152,8 @@ async def running_controller(
             await asyncio.gather(*tasks, return_exceptions=True)
             if client is not None:
                 await client.aclose()
+            if ocpp is not None:
+                ocpp.close()
             service.shutdown()
     if died:
         raise died[0]

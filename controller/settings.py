@@ -101,6 +101,17 @@ class TelemetrySettings(BaseModel):
         return self
 
 
+class OcppSettings(BaseModel):
+    """The shed as an OCPP 1.6J charge point of a central system (docs/ocpp.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^wss?://")  # the charge point id is appended: url/charge_point_id
+    charge_point_id: str = Field(pattern=r"^[A-Za-z0-9._:-]{1,48}$")
+    password: str | None = Field(default=None, min_length=1)  # HTTP basic auth (profile 1 or 2)
+    heartbeat_s: int = Field(default=300, ge=10, le=86_400)  # until BootNotification says
+    meter_interval_s: int = Field(default=60, ge=0, le=86_400)  # MeterValues; 0: only at the end
+
+
 class BoardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=SHED_ID_PATTERN)
@@ -158,6 +169,7 @@ class Settings(BaseModel):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     central: CentralSettings | None = None
     telemetry: TelemetrySettings | None = None
+    ocpp: OcppSettings | None = None
     boards: list[BoardSettings] = Field(min_length=1)
     buses: list[BusSettings] = []
     bays: dict[str, int | None] = {}

@@ -1,0 +1,1 @@
+"""The shed as an OCPP 1.6J charge point (docs/ocpp.md)."""

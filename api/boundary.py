@@ -5,7 +5,8 @@
 - control characters: NUL and the other C0/C1 control characters (all but
   tab, newline and carriage return) anywhere in the path, the query, a JSON
   body (raw or as a `\\u` escape) or a form are refused `422
-  control_character` before any route (or database) sees them;
+  control_character` before any route (or database) sees them; in a shed's
+  uplink batch each record holding one is rejected `bad_record` by itself;
 - cross-site request forgery: a state-changing request (POST, PUT, PATCH,
   DELETE) that a browser could make with a session cookie is refused
   `403 csrf_failed` when it comes from another site (`Sec-Fetch-Site` other
@@ -26,7 +27,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -44,12 +45,24 @@ _CONTROL_ESCAPE: Final = re.compile(
     r"(?<!\\)(?:\\\\)*\\u(00[01][0-9a-f]|007f|00[89][0-9a-f])", re.IGNORECASE
 )
 _ALLOWED_ESCAPES: Final = frozenset({"0009", "000a", "000d"})
+_UPLINK: Final = re.compile(r"^/api/v1/sheds/[^/]+/uplink$")
 TOKEN_FIELD: Final = "csrf"
 _FORM: Final = re.compile(r'(<form\b[^>]*\bmethod="post"[^>]*>)', re.IGNORECASE)
 # Pages use no inline script or style and nothing from another origin.
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
 )
+
+
+def holds_control(value: Any) -> bool:
+    """A control character anywhere in a decoded JSON value (keys too)."""
+    if isinstance(value, str):
+        return _CONTROL.search(value) is not None
+    if isinstance(value, dict):
+        return any(holds_control(k) or holds_control(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(holds_control(v) for v in value)
+    return False
 
 
 def control_characters(path: str, query: str, content_type: str, body: bytes) -> str | None:
@@ -171,7 +184,10 @@ class Boundary:
             more = message.get("more_body", False)
         if not path.startswith("/pay/notify/"):  # the provider's own answer codes apply there
             kind = headers.get("content-type", "")
-            where = control_characters(path, query, kind, bytes(body))
+            # An uplink batch is judged record by record (api/services/uplink.py): one
+            # bad record is rejected with its code, the others are applied.
+            checked = b"" if _UPLINK.match(path) else bytes(body)
+            where = control_characters(path, query, kind, checked)
             if where is not None:
                 await _control(where)(scope, receive, send_with_headers)
                 return

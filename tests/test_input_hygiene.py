@@ -35,10 +35,6 @@ async def test_nul_and_control_characters_are_refused_everywhere(api: Api) -> No
          {"reason": "loose\u0000"}, staff),
         ("POST", f"/api/v1/staff/sheds/{shed_id}/sockets/1/stop", {"note": "bell\u0007"}, staff),
         ("POST", "/api/v1/admin/compounds", {"id": "c1", "name": "小区\u001b[31m"}, api.admin),
-        ("POST", f"/api/v1/sheds/{shed_id}/uplink", {"records": [{
-            "id": "r1", "kind": "alarm", "key": "a-1", "version": 1, "ts": 1,
-            "data": {"id": "a-1", "kind": "smoke", "raised_ms": 1, "active": True,
-                     "detail": "x\u0000y"}}]}, shed),
         ("POST", "/api/v1/orders", {"shed_id": shed_id, "port": 1, "mode": "until_full",
                                     "phone": "13800138000", "note": "\u0085"}, {}),
     ]  # fmt: skip
@@ -49,6 +45,17 @@ async def test_nul_and_control_characters_are_refused_everywhere(api: Api) -> No
         )  # fmt: skip
         assert answer.status_code == 422, (url, answer.text)
         assert answer.json()["code"] == "control_character", (url, answer.text)
+    # In a shed's uplink batch the record is rejected by itself; the rest applies.
+    nul = {"id": "r1", "kind": "alarm", "key": "a-1", "version": 1, "ts": 1,
+           "data": {"id": "a-1", "kind": "smoke", "raised_ms": 1, "active": True,
+                    "detail": "x\u0000y"}}  # fmt: skip
+    fine = {**nul, "id": "r2", "key": "a-2", "data": {**nul["data"], "id": "a-2", "detail": "ok"}}
+    uplink = await api.client.post(
+        f"/api/v1/sheds/{shed_id}/uplink", json={"records": [nul, fine]}, headers=shed
+    )
+    assert uplink.status_code == 200, uplink.text
+    assert uplink.json()["applied"] == ["r2"]
+    assert [(r["id"], r["code"]) for r in uplink.json()["rejected"]] == [("r1", "bad_record")]
     query = await api.client.get("/api/v1/staff/alarms?shed_id=a%00b", headers=staff)
     assert (query.status_code, query.json()["code"]) == (422, "control_character")
     form = await api.client.post(

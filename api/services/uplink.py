@@ -30,6 +30,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import metrics
+from api.boundary import holds_control
 from api.models import Alarm, Bay, ChargeSession, Socket
 from api.reports import demand, rollups
 from api.reports.contribution import SessionFigures
@@ -296,6 +297,8 @@ def _envelope(raw: Any) -> RecordEnvelope:
     if not isinstance(raw, dict):
         raise RecordRejected("bad_record", "a record must be a JSON object")
     record = _validate(RecordEnvelope, raw, "bad_record")
+    if holds_control(raw):  # NUL and the like never reach the database (api/boundary.py)
+        raise RecordRejected("bad_record", "a control character (NUL, ...) in the record")
     if record.kind not in RECORD_KINDS:
         raise RecordRejected("unknown_kind", f"unknown record kind {record.kind!r}")
     return record

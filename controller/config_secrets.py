@@ -5,10 +5,11 @@
 | `mqtt.password` | `EBSHED_MQTT_PASSWORD` | `mqtt_password` |
 | `central.token` | `EBSHED_CENTRAL_TOKEN` | `central_token` |
 | `telemetry.token` | `EBSHED_TELEMETRY_TOKEN` | `telemetry_token` |
+| `ocpp.password` | `EBSHED_OCPP_PASSWORD` | `ocpp_password` |
 
 Either source overrides a value in the file; if both are given they must agree.
 An empty variable counts as not given; a credential file's trailing newline is
-dropped. `central.token` and `telemetry.token` apply only when the config has
+dropped. `central.token`, `telemetry.token` and `ocpp.password` apply only when the config has
 that section (they configure nothing by themselves); `mqtt.password` makes an
 `[mqtt]` section if there is none. systemd's `LoadCredential=` puts the files
 in `$CREDENTIALS_DIRECTORY`, readable by the service alone.
@@ -29,6 +30,7 @@ SECRETS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("mqtt", "password", "EBSHED_MQTT_PASSWORD", "mqtt_password", True),
     ("central", "token", "EBSHED_CENTRAL_TOKEN", "central_token", False),
     ("telemetry", "token", "EBSHED_TELEMETRY_TOKEN", "telemetry_token", False),
+    ("ocpp", "password", "EBSHED_OCPP_PASSWORD", "ocpp_password", False),
 )
 
 _TRAILING_NEWLINE = re.compile(r"\r?\n\Z")

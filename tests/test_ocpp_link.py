@@ -17,7 +17,7 @@ from controller.core.config import ConfigError
 from controller.core.model import Session
 from controller.ocpp.mapping import iso
 from controller.runtime import running_controller
-from controller.settings import OcppSettings
+from controller.settings import OcppSettings, load_settings
 from tests.brokers import mqtt_broker_address
 from tests.ocpp_central import (
     CARD,
@@ -415,6 +415,20 @@ async def test_a_wrong_password_is_refused_and_retried(
         assert central.messages == [] and shed.link.counts["errors"] >= 1
     finally:
         await shed.close()
+
+
+def test_the_ocpp_password_may_come_from_the_environment_or_a_credential(tmp_path: Path) -> None:
+    path = tmp_path / "shed.toml"
+    path.write_text('[shed]\nid = "demo-1"\n[[boards]]\nid = "b1"\nports = [1, 2]\n'
+                    '[ocpp]\nurl = "wss://csms.example.com/ocpp"\ncharge_point_id = "SHED-1"\n',
+                    "utf-8")  # fmt: skip
+    s = load_settings(path, {"EBSHED_OCPP_PASSWORD": "from-the-environment"})
+    assert s.ocpp is not None and s.ocpp.password == "from-the-environment"
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "ocpp_password").write_text("from-a-credential\n", "utf-8")
+    s = load_settings(path, {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")})
+    assert s.ocpp is not None and s.ocpp.password == "from-a-credential"
+    assert load_settings(path, {}).ocpp.password is None  # type: ignore[union-attr]
 
 
 def test_ocpp_config_is_validated(tmp_path: Path) -> None:

@@ -266,7 +266,7 @@ KEYS: dict[str, Key] = {
     "TransactionMessageAttempts": Key(False, "int", 1, 100),
     "TransactionMessageRetryInterval": Key(False, "int", 1, 86_400),
     "StopTransactionOnInvalidId": Key(False, "bool"),
-    "ConnectionTimeOut": Key(False, "int", 10, 3_600),
+    "ConnectionTimeOut": Key(True, "int"),  # no cable to wait for: informational
     # read-only: what this charge point is
     "NumberOfConnectors": Key(True, "int"),
     "SupportedFeatureProfiles": Key(True, "csl"),

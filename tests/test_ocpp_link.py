@@ -403,6 +403,44 @@ async def test_a_restart_mid_transaction_keeps_its_transaction(
         await second.close()
 
 
+async def test_sessions_the_link_missed_are_made_good_at_start(
+    tmp_path: Path, central: CentralSystem
+) -> None:
+    """A crash between the edge store's write and the link's queue: at the next start
+    the link queues the Start of an open session it never saw and the Stop of a
+    session that closed while it was not listening."""
+    clock = SimClock(T0)
+    first = OcppShed(tmp_path, central, clock)
+    first.board.online()
+    await booted(first)
+    first.board.load_w.update({1: 500.0, 2: 500.0})
+    first.board.event(1, "card", CARD)
+    await first.run(120)
+    await first.settle(lambda: 100 in central.starts)
+    first.service._listeners.remove(first.link.on_action)  # the link misses what follows
+    first.board.event(1, "button")  # A closes unseen
+    first.board.event(2, "card", OTHER_CARD)  # B starts unseen
+    await first.run(120)
+    assert len(closed(first)) == 1 and first.service.core.ports[2].session is not None
+    await first.close()
+
+    second = OcppShed(tmp_path, central, clock, wh={p: int(first.board.wh[p]) for p in PORTS})
+    second.board.relay, second.board.load_w = first.board.relay, first.board.load_w
+    try:
+        second.board.online()
+        second.start()
+        await second.run_until(lambda: second.link.accepted and second.link.store.depth() == 0)
+        assert central.stops[100][0]["reason"] == "Local"  # A's Stop, from the edge store
+        start_b = central.starts[tx_of(central, 2)]
+        assert start_b["id_tag"] == OTHER_CARD
+        second.board.event(2, "button")
+        await second.run(30)
+        await second.settle(lambda: tx_of(central, 2) in central.stops)
+        check_invariants(central, closed(second))
+    finally:
+        await second.close()
+
+
 async def test_a_wrong_password_is_refused_and_retried(
     tmp_path: Path, central: CentralSystem
 ) -> None:

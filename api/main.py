@@ -25,6 +25,7 @@ from api.metrics import install_metrics
 from api.payments import PaymentGateway
 from api.routes import api_router, health_router
 from api.routes import auth as auth_routes
+from api.routes import money as money_routes
 from api.routes import notify as notify_routes
 from api.routes import orders as order_routes
 from api.routes import orders_admin as order_admin_routes
@@ -40,6 +41,7 @@ from api.services.sms import SmsSender
 from api.services.staff_runtime import StaffRuntime
 from api.settings import ApiSettings
 from api.web import web_router
+from api.web.money_page import router as money_web_router
 from api.web.reports import router as reports_web_router
 from api.web.staff import router as staff_web_router
 
@@ -133,6 +135,9 @@ def create_app(
     # Community office reports (docs/reports.md): JSON and downloads, and the pages.
     app.include_router(report_routes.router, prefix="/api/v1")
     app.include_router(reports_web_router)
+    # The shed's public money page (docs/money-page.md): JSON, page and monthly PDF.
+    app.include_router(money_routes.router, prefix="/api/v1")
+    app.include_router(money_web_router)
     return app
 
 

@@ -631,3 +631,40 @@ class AuditEntry(Base):
     result_message: Mapped[str | None] = mapped_column(String(512))
     result_ms: Mapped[int | None] = mapped_column(BigInteger)
     command_id: Mapped[str | None] = mapped_column(String(40), index=True)
+
+
+# ---------------------------------------------------------------- the public money page
+
+
+class MoneySettings(Base):
+    """What the office set for a compound's public money page (docs/money-page.md):
+    the grid price it pays per kWh and what the margin is for."""
+
+    __tablename__ = "money_settings"
+    compound_id: Mapped[str] = mapped_column(ForeignKey("compounds.id"), primary_key=True)
+    grid_fen_per_kwh: Mapped[int] = mapped_column(Integer)
+    margin_for: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class MoneyExpense(Base):
+    """An expense line the office added to a month (a repair, the insurance)."""
+
+    __tablename__ = "money_expenses"
+    __table_args__ = (Index(None, "compound_id", "month"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    compound_id: Mapped[str] = mapped_column(ForeignKey("compounds.id"))
+    month: Mapped[str] = mapped_column(String(7))  # 2026-11, China time
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(String(200))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class MoneyMeterReading(Base):
+    """What a shed's own main meter counted in a month (Wh), where it has one."""
+
+    __tablename__ = "money_meter_readings"
+    shed_id: Mapped[str] = mapped_column(ForeignKey("sheds.id"), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    energy_wh: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)

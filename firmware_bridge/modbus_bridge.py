@@ -180,7 +180,9 @@ class ModbusBridge(StartStop):
         self._thread: threading.Thread | None = None
         self._bus_loop: asyncio.AbstractEventLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the caller's
-        self._outbox: deque[_Item] = deque()  # bus thread -> caller
+        self._outbox: deque[_Item] = deque()  # bus thread -> caller, under `_lock`
+        self._outbox_told = False  # the caller's loop has been woken for what is in it
+        self._in_hand: deque[_Item] = deque()  # taken from the outbox, not yet handed over
         self._outbox_ready = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -261,8 +263,9 @@ class ModbusBridge(StartStop):
             if self._pump_task is not None:
                 await cancel_and_wait(self._pump_task)
                 self._pump_task = None
-            while self._outbox:
-                await self._hand_over(self._outbox.popleft())
+            self._in_hand.extend(self._take_outbox())
+            while self._in_hand:  # what the delivery task had not handed over yet, in order
+                await self._hand_over(self._in_hand.popleft())
         self._line.close()
         with self._lock:
             dropped = len(self._queue) + (self._inflight is not None)
@@ -431,8 +434,10 @@ class ModbusBridge(StartStop):
         self._post(msg)
 
     def _post(self, item: _Item) -> None:
-        self._outbox.append(item)
-        if self._loop is not None:
+        with self._lock:
+            self._outbox.append(item)
+            tell, self._outbox_told = not self._outbox_told, True
+        if tell and self._loop is not None:  # one wake-up of the caller's loop per batch
             with contextlib.suppress(RuntimeError):  # the caller's loop is gone: nobody to tell
                 self._loop.call_soon_threadsafe(self._outbox_ready.set)
 
@@ -444,8 +449,16 @@ class ModbusBridge(StartStop):
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            while self._outbox:
-                await self._hand_over(self._outbox.popleft())
+            self._in_hand.extend(self._take_outbox())
+            while self._in_hand:
+                await self._hand_over(self._in_hand.popleft())
+
+    def _take_outbox(self) -> list[_Item]:
+        with self._lock:
+            items = list(self._outbox)
+            self._outbox.clear()
+            self._outbox_told = False
+        return items
 
     async def _hand_over(self, item: _Item) -> None:
         if isinstance(item, _Progress):

@@ -276,11 +276,17 @@ async def _serve(spec: dict[str, Any]) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     timeout = httpx.Timeout(POLL_WAIT_S + 15.0)
     base = spec["base"]
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        # A client (connection pool) per shed, as each shed is a controller of its own;
+        # one pool shared by hundreds of sheds queues their requests in the client.
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=timeout))
+            for _ in sheds
+        ]
         until = time.monotonic() + spec["seconds"]
         tasks = [
             asyncio.create_task(loop(client, base, until))
-            for shed in sheds
+            for shed, client in zip(sheds, clients, strict=True)
             for loop in (shed.live, shed.uplink, shed.commands)
         ]
         print("ready", flush=True)

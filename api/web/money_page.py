@@ -83,13 +83,15 @@ async def money_html(
     taken = [m.billed_fen / 100 for m in page.months]
     electricity = [(m.electricity_fen or 0) / 100 for m in page.months]
     unit = " 元" if lg == "zh" else " yuan"
+    taken_title = i18n.t(lg, "money_chart_taken")
+    electricity_title = i18n.t(lg, "money_chart_electricity")
     shown_charts = [
-        charts.bars(i18n.t(lg, "money_chart_taken"), labels, taken, unit=unit),
-        charts.bars(
-            i18n.t(lg, "money_chart_electricity"), labels, electricity,
-            unit=unit, color=charts.BAR_ALT,
+        (taken_title, charts.bars(taken_title, labels, taken, unit=unit)),
+        (
+            electricity_title,
+            charts.bars(electricity_title, labels, electricity, unit=unit, color=charts.BAR_ALT),
         ),
-    ]  # fmt: skip
+    ]
     rows = [
         {
             "month": m.month,
@@ -107,9 +109,11 @@ async def money_html(
             "lines": [(e.note, money(e.amount_fen, lg)) for e in m.expenses],
             "pdf": f"/money/{quote(page.compound_id)}/month/{m.month}.pdf",
         }
-        for m in reversed(page.months)
+        for i, m in enumerate(reversed(page.months))
+        if i == 0 or m.sessions or m.expenses  # quiet months stay in the totals and the chart
     ]
     sums = totals(page.months)
+    first, last = page.months[0].month, page.months[-1].month
     total = {
         "sessions": sums["sessions"],
         "energy": _kwh(sums["energy_wh"], lg),
@@ -123,7 +127,7 @@ async def money_html(
     price = None if page.grid_fen_per_kwh is None else money(page.grid_fen_per_kwh, lg)
     return render(
         request, "money.html", lg, page=page, rows=rows, total=total, charts=shown_charts,
-        price=price,
+        price=price, span=f"{first} – {last}",
     )  # fmt: skip
 
 

@@ -203,6 +203,7 @@ class FaultShed:
         self._expected_end = False  # the test ended the running process (kill, stop, crash)
         self.starts = 0
         self.started_ids: set[str] = set()  # sessions whose start was answered 201
+        self.last_refusal = ""  # the local API's answer to the last start it refused
         self.http = httpx.Client(timeout=10)
         self._seed = seed
         self._wh_start = wh_start
@@ -362,6 +363,7 @@ class FaultShed:
         except httpx.HTTPError:
             return None
         if r.status_code != 201:
+            self.last_refusal = f"{r.status_code} {r.text[:200]}"
             return None
         session: dict[str, Any] = r.json()
         self.started_ids.add(str(session["id"]))

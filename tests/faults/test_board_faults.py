@@ -13,7 +13,8 @@ from tests.faults.invariants import U32, check
 def _start(shed: FaultShed, ports: list[int]) -> None:
     for i, port in enumerate(ports):
         kind = "card" if i % 2 else "order"
-        assert shed.start_session(port, kind=kind, prepaid_fen=900), f"socket {port} refused"
+        started = shed.start_session(port, kind=kind, prepaid_fen=900)
+        assert started, f"socket {port} refused: {shed.last_refusal}"
 
 
 def test_board_reboot_mid_session(make_shed: Callable[..., FaultShed]) -> None:

@@ -17,7 +17,8 @@ def _charge_everywhere(shed: FaultShed) -> None:
     shed.plug_all()
     for i, port in enumerate(shed.ports):
         kind = "card" if i % 3 == 0 else "order"
-        assert shed.start_session(port, kind=kind, prepaid_fen=900), f"socket {port} refused"
+        started = shed.start_session(port, kind=kind, prepaid_fen=900)
+        assert started, f"socket {port} refused: {shed.last_refusal}"
 
 
 def _all_off(shed: FaultShed) -> bool:

@@ -29,7 +29,8 @@ def test_smoke_at_peak_load_with_a_silent_relay(make_shed: Callable[..., FaultSh
     shed.start_controller()
     for i, port in enumerate(shed.ports):
         kind = "card" if i % 3 == 0 else "order"
-        assert shed.start_session(port, kind=kind, prepaid_fen=900), f"socket {port} refused"
+        started = shed.start_session(port, kind=kind, prepaid_fen=900)
+        assert started, f"socket {port} refused: {shed.last_refusal}"
     wait_for(lambda: all(shed.sim_.relays().values()), 5, "every socket on")
     time.sleep(1.5)
     load_w = sum(shed.sim_.powers().values())

@@ -23,7 +23,12 @@ of what `step()` returned: the ground truth a meter register must match.
 
 Faulty chargers: `overdraw` draws 1400-1800 W from the first second (a board
 must trip it on `max_w`); `no_taper` stays at its CC power for ever (only the
-controller's session caps stop it).
+controller's session caps stop it); `unstable` switches between its CC power
+and a fifth of it every `fault_period_s`; `leaky` (a pack with a shorted cell)
+tapers towards `fault_w` instead of its float and never finishes; `no_battery`
+(a charger plugged in with no pack on it) draws only its standby `float_w`.
+A worn plug heats the socket: `contact_k` (degrees C per W, added to the
+socket's own heating) is for the board or test that models the temperature.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 Chemistry = Literal["lead_acid", "lithium"]
-BikeFault = Literal["overdraw", "no_taper"]
+BikeFault = Literal["overdraw", "no_taper", "unstable", "leaky", "no_battery"]
 Stage = Literal["cc", "cv", "float", "fault"]
 
 _CC_RISE = 0.06  # CC power rises by this fraction from empty to the CV point
@@ -52,7 +57,9 @@ class BikeSpec:
     noise_w: float = 1.5  # standard deviation of the power ripple
     power_factor: float = 0.9  # a = w / (v * power_factor)
     fault: BikeFault | None = None
-    fault_w: float = 0.0  # draw of an `overdraw` charger
+    fault_w: float = 0.0  # draw of an `overdraw` charger; the taper floor of a `leaky` pack
+    fault_period_s: float = 40.0  # half-period of an `unstable` charger
+    contact_k: float = 0.0  # extra socket heating of a worn plug, degrees C per W
 
     def __post_init__(self) -> None:
         if self.capacity_wh <= 0 or self.cc_w <= 0:
@@ -63,14 +70,16 @@ class BikeSpec:
             raise ValueError("need 0 <= float_w < turn_w <= cc_w")
         if not 0.0 < self.power_factor <= 1.0:
             raise ValueError("power_factor must be in (0, 1]")
-        if self.fault == "overdraw" and self.fault_w <= 0:
-            raise ValueError("an overdraw charger needs fault_w > 0")
+        if self.fault in ("overdraw", "leaky") and self.fault_w <= 0:
+            raise ValueError(f"a {self.fault} charger needs fault_w > 0")
+        if self.fault_period_s <= 0 or self.contact_k < 0:
+            raise ValueError("fault_period_s must be positive and contact_k not negative")
 
 
 class EBike:
     """One bike: state of charge, charger stage, and the energy it has taken."""
 
-    __slots__ = ("_next_w", "_rng", "bike_id", "delivered_wh", "soc", "spec")
+    __slots__ = ("_next_w", "_rng", "_t_s", "bike_id", "delivered_wh", "soc", "spec")
 
     def __init__(self, spec: BikeSpec, soc: float, rng: random.Random, bike_id: str = "") -> None:
         if not 0.0 <= soc <= 1.0:
@@ -82,6 +91,7 @@ class EBike:
         # Own stream, so a bike's ripple does not depend on what else is simulated.
         self._rng = random.Random(rng.getrandbits(64))
         self._next_w: float | None = None
+        self._t_s = 0.0  # time charged so far (drives an `unstable` charger)
 
     def __repr__(self) -> str:
         return (
@@ -92,7 +102,7 @@ class EBike:
     @property
     def stage(self) -> Stage:
         spec = self.spec
-        if spec.fault is not None:
+        if spec.fault is not None and spec.fault != "leaky":
             return "fault"
         if self.soc < spec.cv_soc:
             return "cc"
@@ -109,6 +119,11 @@ class EBike:
             return spec.fault_w
         if spec.fault == "no_taper":
             return spec.cc_w
+        if spec.fault == "no_battery":
+            return spec.float_w
+        if spec.fault == "unstable":
+            high = int(self._t_s // spec.fault_period_s) % 2 == 0
+            return spec.cc_w if high else spec.cc_w / 5
         if self.soc < spec.cv_soc:
             return spec.cc_w * (1.0 - _CC_RISE + _CC_RISE * self.soc / spec.cv_soc)
         taper = self._taper_w()
@@ -135,17 +150,24 @@ class EBike:
             return 0.0
         w = self.power_w()
         self._next_w = None
+        self._t_s += dt_s
         energy_wh = w * dt_s / 3600.0
-        stored_wh = max(0.0, w - self.spec.float_w) * dt_s / 3600.0
+        stored_wh = max(0.0, w - self._floor_w()) * dt_s / 3600.0
         if self.stage != "float":
             self.soc = min(1.0, self.soc + stored_wh / self.spec.capacity_wh)
         self.delivered_wh += energy_wh
         return energy_wh
 
+    def _floor_w(self) -> float:
+        """What the taper falls towards: the float, or a leaky pack's own drain."""
+        spec = self.spec
+        return spec.fault_w if spec.fault == "leaky" else spec.float_w
+
     def _taper_w(self) -> float:
         spec = self.spec
+        floor = self._floor_w()
         missing = (1.0 - self.soc) / (1.0 - spec.cv_soc)
-        return spec.float_w + (spec.cc_w - spec.float_w) * missing
+        return floor + (spec.cc_w - floor) * missing
 
 
 def lead_acid_spec(rng: random.Random) -> BikeSpec:
@@ -202,6 +224,31 @@ def no_taper_charger(rng: random.Random, *, soc: float | None = None, bike_id: s
     """A faulty charger that stays at its CC power (150-350 W) for ever."""
     spec = replace(lead_acid_spec(rng), fault="no_taper", cc_w=rng.uniform(150.0, 350.0))
     return EBike(spec, _initial_soc(rng, soc), rng, bike_id)
+
+
+def unstable_charger(rng: random.Random, *, bike_id: str = "") -> EBike:
+    """A failing charger that drops to a fifth of its power and back every 20-60 s."""
+    spec = replace(lead_acid_spec(rng), fault="unstable", fault_period_s=rng.uniform(20.0, 60.0))
+    return EBike(spec, _initial_soc(rng, None), rng, bike_id)
+
+
+def leaky_pack(rng: random.Random, *, bike_id: str = "") -> EBike:
+    """A lead-acid pack with a shorted cell: it tapers towards 55-65 % of the CC power
+    and never reaches float, taking far more energy than its charger suggests."""
+    spec = lead_acid_spec(rng)
+    spec = replace(spec, fault="leaky", fault_w=spec.cc_w * rng.uniform(0.55, 0.65))
+    return EBike(spec, _initial_soc(rng, None), rng, bike_id)
+
+
+def no_battery(rng: random.Random, *, bike_id: str = "") -> EBike:
+    """A charger plugged in with no pack on it: standby draw (5-15 W) only."""
+    return EBike(replace(lead_acid_spec(rng), fault="no_battery"), 0.0, rng, bike_id)
+
+
+def worn_plug(rng: random.Random, *, bike_id: str = "") -> EBike:
+    """A healthy lead-acid bike whose plug heats the socket (0.15-0.25 degrees C per W)."""
+    spec = replace(lead_acid_spec(rng), contact_k=rng.uniform(0.15, 0.25))
+    return EBike(spec, _initial_soc(rng, None), rng, bike_id)
 
 
 def random_bike(

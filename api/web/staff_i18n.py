@@ -132,6 +132,12 @@ ALARM_KINDS: Final[dict[str, tuple[str, str]]] = {
     "payment_conflict": ("支付冲突", "Payment conflict"),
     "shed_offline": ("车棚离线", "Shed offline"),
     "store_failed": ("车棚存储故障", "Shed storage failing"),
+    # Charge-curve anomalies (controller/core/anomaly.py): a warning, the charge goes on.
+    "anomaly_no_taper": ("充电器不降功率", "Charger never tapers"),
+    "anomaly_unstable_power": ("充电功率异常波动", "Power jumps or oscillates"),
+    "anomaly_energy_excess": ("用电量远超电池容量", "Far more energy than the pack size"),
+    "anomaly_temp_rise": ("插座升温过快", "Socket heating fast"),
+    "anomaly_no_load": ("充电器空载耗电", "Charger drawing power, no battery charging"),
 }
 
 # What the shed writes in an alarm's detail (controller/core/shed.py), as patterns,
@@ -166,6 +172,19 @@ ALARM_DETAILS: Final[list[tuple[re.Pattern[str], str, str]]] = [
      "Water sensor {0} alarmed"),
     (re.compile(rf"^bay {_N} occupied {_N} min without charging$"),
      "{0}号车位已占用 {1} 分钟，没有充电", "Bay {0} occupied {1} min without charging"),
+    (re.compile(rf"^power flat at {_N} W for {_N} min without tapering$"),
+     "功率保持在 {0} W 已 {1} 分钟，没有下降", "Power flat at {0} W for {1} min, never tapering"),
+    (re.compile(rf"^{_N} power jumps of {_N} W or more in {_N} min$"),
+     "{2} 分钟内功率跳变 {0} 次（每次 {1} W 以上）",
+     "{0} power jumps of {1} W or more in {2} min"),
+    (re.compile(rf"^{_N} Wh taken, a {_N} W charger suggests a {_N} Wh pack$"),
+     "已用电 {0} Wh，{1} W 的充电器对应的电池约 {2} Wh",
+     "{0} Wh taken; a {1} W charger suggests a {2} Wh pack"),
+    (re.compile(rf"^socket rose {_N} °C to {_N} °C in {_N} min$"),
+     "插座 {2} 分钟内升温 {0} °C，达到 {1} °C", "Socket rose {0} °C to {1} °C in {2} min"),
+    (re.compile(rf"^drawing {_N} W for {_N} min without charging a battery$"),
+     "耗电 {0} W 已 {1} 分钟，没有给电池充电（可能未连接电池）",
+     "Drawing {0} W for {1} min without charging a battery (none connected?)"),
 ]
 
 _TARGETS: Final[list[tuple[re.Pattern[str], str, str]]] = [

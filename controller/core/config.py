@@ -53,6 +53,17 @@ class RuleConfig:
     bay_idle_alert_s: int = 2 * 3600  # occupied this long while its socket is not charging
     # Card sessions.
     card_min_balance_fen: int = 1
+    # Charge-curve anomalies (controller/core/anomaly.py): alerts, never a stop.
+    anomaly_flat_s: int = 6 * 3600  # power flat this long: a charger that never tapers
+    anomaly_flat_band: float = 0.15  # "flat": within this share of the highest power
+    anomaly_jump_w: float = 80.0  # a jump between two samples
+    anomaly_jump_count: int = 6  # this many jumps ...
+    anomaly_jump_window_s: int = 600  # ... within this window
+    anomaly_pack_hours: float = 6.0  # pack suggested by a charger: sustained power x hours
+    anomaly_energy_factor: float = 1.3  # energy above factor x that pack
+    anomaly_temp_rise_c: float = 8.0  # socket temperature rise ...
+    anomaly_temp_window_s: int = 600  # ... within this window
+    anomaly_no_load_s: int = 600  # drawing this long without reaching the full threshold
 
     def validate(self) -> None:
         checks: list[tuple[bool, str, str]] = [
@@ -68,6 +79,16 @@ class RuleConfig:
             (self.session_cap_s <= self.hard_cap_s, "session_cap_s", "cannot exceed hard_cap_s"),
             (self.hard_cap_s <= 24 * 3600, "hard_cap_s", "24 h at most, whatever was paid"),
             (self.heartbeat_s > 0, "heartbeat_s", "must be positive"),
+            (self.anomaly_flat_s > 0, "anomaly_flat_s", "must be positive"),
+            (0 < self.anomaly_flat_band < 1, "anomaly_flat_band", "must be in (0, 1)"),
+            (self.anomaly_jump_w > 0, "anomaly_jump_w", "must be positive"),
+            (self.anomaly_jump_count > 0, "anomaly_jump_count", "must be positive"),
+            (self.anomaly_jump_window_s >= 60, "anomaly_jump_window_s", "must be 60 s or more"),
+            (self.anomaly_pack_hours > 0, "anomaly_pack_hours", "must be positive"),
+            (self.anomaly_energy_factor >= 1, "anomaly_energy_factor", "must be 1 or more"),
+            (self.anomaly_temp_rise_c > 0, "anomaly_temp_rise_c", "must be positive"),
+            (self.anomaly_temp_window_s >= 60, "anomaly_temp_window_s", "must be 60 s or more"),
+            (self.anomaly_no_load_s > 0, "anomaly_no_load_s", "must be positive"),
         ]
         for ok, key, msg in checks:
             if not ok:

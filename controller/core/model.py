@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from controller.core.anomaly import AnomalyDetector
 from controller.core.chargeend import ChargeEndDetector
 from controller.core.tariffs import Bill, Tariff, Usage
 from firmware_bridge.messages import PortCommand
@@ -60,6 +61,7 @@ class Session:
     bill: Bill | None = None
     charged_fen: int = 0
     refund_fen: int = 0
+    anomaly: AnomalyDetector | None = None  # charge-curve checks (None: not watched)
 
     @property
     def open(self) -> bool:
@@ -70,7 +72,8 @@ class Session:
 class Alarm:
     id: str
     kind: (
-        str  # smoke, env_overtemp, water, overpower, overtemp, relay_fault, board_offline, bay_idle
+        str  # smoke, env_overtemp, water, overpower, overtemp, relay_fault, board_offline,
+        # bay_idle, anomaly_* (controller/core/anomaly.py)
     )
     raised_ms: int
     detail: str

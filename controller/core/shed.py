@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from controller.core.anomaly import ANOMALY_KINDS, Anomaly, AnomalyDetector
 from controller.core.chargeend import ChargeEndDetector, Detection
 from controller.core.config import RuleConfig, ShedLayout
 from controller.core.fsm import SESSION_STATES, SocketState, Trigger, next_state
@@ -57,6 +58,7 @@ _DETECTED: dict[Detection, tuple[Trigger, str]] = {
     Detection.FULL: (Trigger.FULL_DETECTED, "battery full, floating"),
     Detection.RECHARGE: (Trigger.RECHARGE, "power rose during float"),
 }
+_ANOMALY_FLAGS = frozenset(ANOMALY_KINDS)
 SHORT_UID_DIGITS = 4  # the low word of a UID, as RS-485 boards report it
 ENV_ALARM_KIND = {"smoke": "smoke", "temp": "env_overtemp", "water": "water"}
 
@@ -201,6 +203,7 @@ class ShedCore:
             started_ms=now_ms,
             usage=Usage(now_ms),
             detector=ChargeEndDetector(self.rules, float_s),
+            anomaly=AnomalyDetector(self.rules, now_ms),
             first_wh=p.meter.last_wh,
             last_wh=p.meter.last_wh,
             last_checkpoint_ms=now_ms,
@@ -317,6 +320,7 @@ class ShedCore:
             if p is None or p.session is not None:
                 continue
             s.flags.add("restored")
+            s.anomaly = AnomalyDetector(self.rules, s.started_ms)
             p.session = s
             p.commanded_on = s.stop_ms is None
         for a in alarms:
@@ -375,7 +379,8 @@ class ShedCore:
             s.flags.add("board_rebooted")
         s.energy_wh += delta_wh
         s.w = t.w
-        s.peak_w = max(s.peak_w, t.w)
+        if t.w > s.peak_w:  # cheaper than max() on the hot path
+            s.peak_w = t.w
         s.usage.add(now_ms if s.stop_ms is None else s.stop_ms, t.w, delta_wh)
         if s.stop_ms is not None:
             if not t.relay:  # off is confirmed by the board's own report
@@ -384,6 +389,8 @@ class ShedCore:
         if p.state not in SESSION_STATES:
             return actions
         detection = s.detector.feed(now_ms, t.w)
+        if s.anomaly is not None:
+            s.anomaly.feed(t.w)  # O(1); the checks run once a minute from the tick
         if detection is not None:
             trigger, reason = _DETECTED[detection]
             self._move(p, trigger, reason, now_ms, actions)
@@ -600,9 +607,22 @@ class ShedCore:
             self._end(p, "money_used_up", now_ms, actions)
         elif now_ms - s.last_renew_ms >= r.renew_every_s * 1000:
             self._command(p, "renew", now_ms, actions)
+        an = s.anomaly
+        if an is not None and p.session is s and s.stop_ms is None and now_ms >= an.next_roll_ms:
+            for found in an.roll(now_ms, p.temp_c, s.energy_wh):
+                self._anomaly(p, s, found, now_ms, actions)
         if p.session is s and now_ms - s.last_checkpoint_ms >= CHECKPOINT_EVERY_MS:
             s.last_checkpoint_ms = now_ms
             actions.append(SessionCheckpoint(s))
+
+    def _anomaly(
+        self, p: Port, s: Session, found: Anomaly, now_ms: int, actions: list[Action]
+    ) -> None:
+        """A charge-curve anomaly: staff get an alarm (cleared when the session closes),
+        the resident's session record a flag. The charge goes on: safety trips stop it."""
+        s.flags.add(found.kind)
+        alarm = Alarm(self._new_id(), found.kind, now_ms, found.detail, port=p.number)
+        self._raise(alarm, actions)
 
     def _relay_surely_off_ms(self, p: Port, s: Session) -> int:
         """When a silent board's lease has cut this session's relay, at the latest.
@@ -750,6 +770,9 @@ class ShedCore:
         p.session = None
         p.w = 0.0 if p.state is S.OFFLINE else p.w
         actions.append(SessionClosed(s))
+        if s.flags & _ANOMALY_FLAGS:
+            actions.extend(self._clear_alarms(
+                lambda a: a.port == p.number and a.kind in _ANOMALY_FLAGS, now_ms))  # fmt: skip
         if s.auth.kind == "card":
             card = self.cards.get(s.auth.ref)
             if card is not None:

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import pytest
 from sqlalchemy import func, select
 
 from api.models import AuditEntry, Command, User
@@ -136,3 +137,23 @@ async def test_an_id_beyond_the_column_is_a_422_not_a_500(api: Api) -> None:
         "/api/v1/admin/users/20922789888001", json={"disabled": True}, headers=api.admin
     )
     assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request")
+
+
+async def test_a_month_of_year_0000_is_a_422_not_a_500(api: Api) -> None:
+    # Found by tests/test_schemathesis.py on the money page's routes.
+    shed_id, _ = await api.register_shed()
+    expense = await api.client.post(
+        "/api/v1/money/demo/expenses",
+        json={"month": "0000-01", "amount_fen": 100, "note": "x"},
+        headers=api.admin,
+    )
+    assert (expense.status_code, expense.json()["code"]) == (422, "invalid_request")
+    meter = await api.client.put(
+        f"/api/v1/money/demo/meters/{shed_id}/0000-01", json={"energy_wh": 0}, headers=api.admin
+    )
+    assert (meter.status_code, meter.json()["code"]) == (422, "invalid_request")
+    from api.services.money_page import MoneyError, parse_month
+
+    with pytest.raises(MoneyError) as refused:
+        parse_month("0000-01")
+    assert refused.value.code == "bad_month"

@@ -24,14 +24,15 @@ from api.deps import CtxDep, DbDep
 from api.errors import Invalid, NotFound
 from api.models import Compound
 from api.schemas.common import ID_PATTERN
-from api.services import money_page
+from api.services import consultations, money_page
 from api.services.money_page import MAX_MONTHS, MoneyError
 
 router = APIRouter(prefix="/money", tags=["money page"])
 
 CompoundPath = Annotated[str, Path(pattern=ID_PATTERN, description="compound id")]
 ShedPath = Annotated[str, Path(pattern=ID_PATTERN, description="shed id")]
-MonthPath = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="2026-11")]
+MONTH_PATTERN = r"^[1-9]\d{3}-(0[1-9]|1[0-2])$"  # year 0000 is no date (it was a 500)
+MonthPath = Annotated[str, Path(pattern=MONTH_PATTERN, description="2026-11")]
 
 
 class SettingsIn(BaseModel):
@@ -42,7 +43,7 @@ class SettingsIn(BaseModel):
 
 class ExpenseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    month: str = Field(pattern=MONTH_PATTERN)
     amount_fen: int = Field(ge=1, le=money_page.MAX_EXPENSE_FEN)
     note: str = Field(min_length=1, max_length=200)
 
@@ -80,7 +81,11 @@ def get_money(
             page = money_page.money_page(db, compound_id, now_ms=ctx.now_ms(), months=months)
         except MoneyError as err:
             raise _invalid(err) from err
-    return page.to_json()
+        asked = [
+            consultations.public_view(db, row, ctx.now_ms())
+            for row in consultations.of_compound(db, compound_id)
+        ]
+    return page.to_json() | {"consultations": asked}
 
 
 @router.put("/{compound_id}/settings")

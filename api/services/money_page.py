@@ -40,7 +40,7 @@ from api.models import (
 from api.reports.periods import local_date, local_midnight_ms
 from api.services import audit
 
-MONTH: Final = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+MONTH: Final = re.compile(r"^([1-9]\d{3})-(0[1-9]|1[0-2])$")  # no year 0000 in a date
 MAX_MONTHS: Final = 24
 MAX_GRID_FEN_PER_KWH: Final = 1000  # 10 yuan per kWh: anything above is a typing error
 MAX_EXPENSE_FEN: Final = 100_000_000  # one million yuan

@@ -36,6 +36,8 @@ PUBLIC = {
     "GET /api/v1/orders/{out_trade_no}", "POST /api/v1/orders/{out_trade_no}/stop",
     "POST /api/v1/auth/sms", "POST /api/v1/auth/login", "POST /api/v1/auth/logout",
     "GET /api/v1/dev/sms", "POST /pay/notify/wechatpay", "POST /api/v1/auth/password",
+    "GET /api/v1/money/{compound_id}", "GET /api/v1/money/shed/{shed_id}",
+    "GET /api/v1/consultations/{consultation_id}",
 }  # fmt: skip
 SHED = {
     "POST /api/v1/sheds/{shed_id}/uplink", "GET /api/v1/sheds/{shed_id}/commands",
@@ -142,6 +144,28 @@ def cases(ids: dict[str, str]) -> list[Case]:
         refused = {"nobody", "resident"} | (set() if route == "/api/v1/reports"
                                             else {"office_b", "staff_b"})  # fmt: skip
         found.append(Case("GET", route, path, READ_REPORTS_A, refused))
+    # The money page's and the consultations' office side (docs/money-page.md).
+    not_office_a = {"nobody", "resident", "staff_a", "staff_b", "office_b"}
+    office = [
+        ("PUT", "/api/v1/money/{compound_id}/settings", "/api/v1/money/alpha/settings",
+         {"grid_fen_per_kwh": 60}),
+        ("POST", "/api/v1/money/{compound_id}/expenses", "/api/v1/money/alpha/expenses",
+         {"month": "2026-11", "amount_fen": 1, "note": "x"}),
+        ("PUT", "/api/v1/money/{compound_id}/meters/{shed_id}/{month}",
+         f"/api/v1/money/alpha/meters/{shed_a}/2026-11", {"energy_wh": 1}),
+        ("GET", "/api/v1/households/{compound_id}", "/api/v1/households/alpha", None),
+        ("POST", "/api/v1/households/{compound_id}/import", "/api/v1/households/alpha/import",
+         None),
+        ("POST", "/api/v1/consultations/{compound_id}", "/api/v1/consultations/alpha",
+         {"kind": "text", "title": "x", "closes_ms": 2**50, "threshold_pct": 67}),
+    ]  # fmt: skip
+    found += [Case(m, r, p, READ_REPORTS_A, not_office_a, b) for m, r, p, b in office]
+    # A resident's answer (the consultation's own rules: tests/test_consultations.py).
+    for method, route, body in (("GET", "/mine", None), ("PUT", "/answer", {"answer": "yes"})):
+        found.append(Case(method, "/api/v1/consultations/{consultation_id}" + route,
+                          f"/api/v1/consultations/99{route}", set(), {"nobody"}, body))  # fmt: skip
+    found.append(Case("POST", "/api/v1/consultations/{consultation_id}/apply",
+                      "/api/v1/consultations/99/apply", set(), {"nobody"}))  # fmt: skip
     return found
 
 

@@ -25,6 +25,7 @@ from api.metrics import install_metrics
 from api.payments import PaymentGateway
 from api.routes import api_router, health_router
 from api.routes import auth as auth_routes
+from api.routes import consultations as consultation_routes
 from api.routes import money as money_routes
 from api.routes import notify as notify_routes
 from api.routes import orders as order_routes
@@ -137,6 +138,7 @@ def create_app(
     app.include_router(reports_web_router)
     # The shed's public money page (docs/money-page.md): JSON, page and monthly PDF.
     app.include_router(money_routes.router, prefix="/api/v1")
+    app.include_router(consultation_routes.router, prefix="/api/v1")
     app.include_router(money_web_router)
     return app
 

@@ -668,3 +668,52 @@ class MoneyMeterReading(Base):
     month: Mapped[str] = mapped_column(String(7), primary_key=True)
     energy_wh: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+# ---------------------------------------------------------------- consultations
+
+
+class Household(Base):
+    """A registered household of a compound, as the office keeps the list
+    (building, unit, flat and the phones that answer for it)."""
+
+    __tablename__ = "households"
+    __table_args__ = (UniqueConstraint("compound_id", "building", "unit", "flat"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    compound_id: Mapped[str] = mapped_column(ForeignKey("compounds.id"), index=True)
+    building: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str] = mapped_column(String(16))
+    flat: Mapped[str] = mapped_column(String(16))
+    phones: Mapped[list[str]] = mapped_column(Json)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+CONSULTATION_KINDS: Final = ("tariff", "sockets", "text")
+
+
+class Consultation(Base):
+    """A proposal the office puts to the households (docs/money-page.md)."""
+
+    __tablename__ = "consultations"
+    __table_args__ = (CheckConstraint(_one_of("kind", CONSULTATION_KINDS), name="kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    compound_id: Mapped[str] = mapped_column(ForeignKey("compounds.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    title: Mapped[str] = mapped_column(String(120))
+    text: Mapped[str] = mapped_column(String(2000))
+    data: Mapped[dict[str, Any]] = mapped_column(Json)  # the proposal's figures
+    threshold_pct: Mapped[int] = mapped_column(Integer)  # of the households that answer
+    opened_ms: Mapped[int] = mapped_column(BigInteger)
+    closes_ms: Mapped[int] = mapped_column(BigInteger)
+    applied_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ConsultationAnswer(Base):
+    """One household's answer (the last one given before the close counts)."""
+
+    __tablename__ = "consultation_answers"
+    consultation_id: Mapped[int] = mapped_column(ForeignKey("consultations.id"), primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), primary_key=True)
+    answer: Mapped[str] = mapped_column(String(8))  # yes, no
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at_ms: Mapped[int] = mapped_column(BigInteger)

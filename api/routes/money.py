@@ -24,7 +24,7 @@ from api.deps import CtxDep, DbDep
 from api.errors import Invalid, NotFound
 from api.models import Compound
 from api.schemas.common import ID_PATTERN
-from api.services import money_page
+from api.services import consultations, money_page
 from api.services.money_page import MAX_MONTHS, MoneyError
 
 router = APIRouter(prefix="/money", tags=["money page"])
@@ -81,7 +81,11 @@ def get_money(
             page = money_page.money_page(db, compound_id, now_ms=ctx.now_ms(), months=months)
         except MoneyError as err:
             raise _invalid(err) from err
-    return page.to_json()
+        asked = [
+            consultations.public_view(db, row, ctx.now_ms())
+            for row in consultations.of_compound(db, compound_id)
+        ]
+    return page.to_json() | {"consultations": asked}
 
 
 @router.put("/{compound_id}/settings")

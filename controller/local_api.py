@@ -45,6 +45,8 @@ def _refused(refusal: Refusal, status: int = 409) -> HTTPException:
 
 
 def make_app(service: ControllerService) -> FastAPI:
+    """Every handler is `async def`: it runs on the controller's event loop, like
+    the bridge and the timers, never in a worker thread beside them."""
     app = FastAPI(title="ebshed controller (local)", version="1")
     core = service.core
 
@@ -53,7 +55,7 @@ def make_app(service: ControllerService) -> FastAPI:
             raise HTTPException(404, {"code": "unknown_port", "message": f"no socket {port}"})
 
     @app.get("/status")
-    def status() -> dict[str, Any]:
+    async def status() -> dict[str, Any]:
         return {
             "shed": core.layout.shed_id,
             "now_ms": service.clock.now_ms(),
@@ -96,7 +98,7 @@ def make_app(service: ControllerService) -> FastAPI:
         }
 
     @app.post("/ports/{port}/start", status_code=201)
-    def start(port: int, req: StartRequest) -> dict[str, Any]:
+    async def start(port: int, req: StartRequest) -> dict[str, Any]:
         port_or_404(port)
         if req.kind != "plan" and req.prepaid_fen is None:
             raise HTTPException(
@@ -111,7 +113,7 @@ def make_app(service: ControllerService) -> FastAPI:
         return session_data(result)
 
     @app.post("/ports/{port}/stop")
-    def stop(port: int, req: StopRequest | None = None) -> dict[str, Any]:
+    async def stop(port: int, req: StopRequest | None = None) -> dict[str, Any]:
         port_or_404(port)
         refusal = service.stop_session(port, req.reason if req else "operator")
         if refusal is not None:
@@ -119,28 +121,28 @@ def make_app(service: ControllerService) -> FastAPI:
         return {"port": port, "stopping": True}
 
     @app.post("/ports/{port}/disable")
-    def disable(port: int, req: DisableRequest) -> dict[str, Any]:
+    async def disable(port: int, req: DisableRequest) -> dict[str, Any]:
         port_or_404(port)
         if (refusal := service.disable(port, req.reason)) is not None:
             raise _refused(refusal)
         return {"port": port, "state": core.ports[port].state.value}
 
     @app.post("/ports/{port}/enable")
-    def enable(port: int) -> dict[str, Any]:
+    async def enable(port: int) -> dict[str, Any]:
         port_or_404(port)
         if (refusal := service.enable(port)) is not None:
             raise _refused(refusal)
         return {"port": port, "state": core.ports[port].state.value}
 
     @app.post("/ports/{port}/clear-fault")
-    def clear_fault(port: int) -> dict[str, Any]:
+    async def clear_fault(port: int) -> dict[str, Any]:
         port_or_404(port)
         if (refusal := service.clear_fault(port)) is not None:
             raise _refused(refusal)
         return {"port": port, "state": core.ports[port].state.value}
 
     @app.post("/alarms/{alarm_id}/ack")
-    def ack(alarm_id: str, req: AckRequest) -> dict[str, Any]:
+    async def ack(alarm_id: str, req: AckRequest) -> dict[str, Any]:
         if (refusal := service.acknowledge(alarm_id, req.by, req.note)) is not None:
             raise _refused(refusal, 404 if refusal.code == "unknown_alarm" else 409)
         return {"alarm": alarm_id, "acked_by": req.by}
@@ -152,7 +154,7 @@ def make_app(service: ControllerService) -> FastAPI:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/sessions")
-    def sessions(open_only: bool = False) -> list[dict[str, Any]]:
+    async def sessions(open_only: bool = False) -> list[dict[str, Any]]:
         live = [session_data(s) for s in core.open_sessions()]
         if open_only:
             return live

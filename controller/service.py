@@ -205,7 +205,10 @@ class ControllerService:
 
     def tick(self) -> None:
         now = self.clock.now_ms()
-        self.apply(self.core.tick(now))
+        # A bridge that says it is not connected (the broker is away) keeps the core
+        # from calling boards silent that it merely cannot hear.
+        link_up = bool(getattr(self.bridge, "connected", True))
+        self.apply(self.core.tick(now, link_up))
         step = StoreWrite(sessions=dict(self._checkpoints))
         self._checkpoints.clear()
         self._store(step, now)

@@ -59,6 +59,11 @@ class RoutingBridge:
             self._routes.update(dict.fromkeys(wanted, bridge))
         self._members[name] = bridge
 
+    @property
+    def connected(self) -> bool:
+        """Whether the members that have a link (the MQTT bridge) are connected."""
+        return all(bool(getattr(m, "connected", True)) for m in self._members.values())
+
     def members(self) -> list[PortBridge]:
         return list(self._members.values())
 

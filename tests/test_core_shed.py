@@ -8,7 +8,7 @@ from controller.core.config import RuleConfig
 from controller.core.fsm import TRANSITIONS, SocketState, Trigger, next_state
 from controller.core.metering import U32, register_delta
 from controller.core.model import Alarm, AlarmChanged, Authorization, Card, Refusal, SendCommand
-from firmware_bridge.messages import BayOccupancy, BoardStatus, EnvReading, PortEvent
+from firmware_bridge.messages import BayOccupancy, BoardStatus, EnvReading, PortEvent, Telemetry
 from tests.core_helpers import ORDER, T0, make_rig
 
 S = SocketState
@@ -235,7 +235,7 @@ def test_a_busy_socket_refuses_a_second_session() -> None:
     assert actions == []
 
 
-def test_board_last_will_closes_sessions_after_the_lease() -> None:
+def test_board_last_will_closes_sessions_after_the_settle_wait() -> None:
     rig = make_rig()
     session = rig.authorize(1, ORDER)
     rig.run(600, {1: 200.0, 2: 0, 3: 0, 4: 0})
@@ -243,12 +243,49 @@ def test_board_last_will_closes_sessions_after_the_lease() -> None:
     rig.feed(BoardStatus("b1", False))
     assert rig.core.ports[1].state is S.OFFLINE
     assert "board_offline" in rig.alarms()
-    for _ in range(50):  # no samples while offline
+    settle_s = rig.core.rules.offline_settle_s
+    for _ in range(settle_s // 10 - 1):  # no samples while offline: it waits for them
+        rig.now += 10_000
+        rig.tick()
+    assert session.open
+    for _ in range(rig.core.rules.heartbeat_s // 10 + 2):
         rig.now += 10_000
         rig.tick()
     assert session.end_reason == "board_offline"
     assert not session.open and session.energy_wh == energy
     assert session.refund_fen == 500 - session.charged_fen
+
+
+def test_a_board_back_within_the_settle_wait_settles_from_its_register() -> None:
+    rig = make_rig()
+    session = rig.authorize(1, ORDER)
+    rig.run(600, {1: 200.0, 2: 0, 3: 0, 4: 0})
+    rig.feed(BoardStatus("b1", False))
+    for _ in range(60):  # ten minutes away: the lease has cut the relay
+        rig.now += 10_000
+        rig.tick()
+    assert session.open
+    first, seen = session.first_wh, rig.core.ports[1].meter.last_wh
+    assert first is not None and seen is not None
+    rig.feed(Telemetry(1, rig.now, 10_000, 230.0, 0.0, 0.0, seen + 7, False, 30.0))
+    assert not session.open and session.end_reason == "interrupted"
+    assert session.energy_wh == seen + 7 - first  # what the lease let flow, from the register
+
+
+def test_no_board_is_silent_while_the_controllers_own_link_is_down() -> None:
+    rig = make_rig()
+    assert rig.core.board_online["b1"]
+    for _ in range(30):  # 15 minutes without a word: the broker is away, not the board
+        rig.now += 30_000
+        rig._record(rig.core.tick(rig.now, link_up=False))
+    assert rig.core.board_online["b1"] and "board_offline" not in rig.alarms()
+    assert "broker_unreachable" in rig.alarms()  # staff are told what is really wrong
+    rig.now += 3 * 90_000 - 1_000  # back: the board gets its offline rule anew
+    rig.tick()
+    assert rig.core.board_online["b1"]
+    rig.now += 2_000
+    rig.tick()
+    assert not rig.core.board_online["b1"]
 
 
 def test_silent_board_goes_offline_after_three_heartbeats() -> None:

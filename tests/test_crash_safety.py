@@ -177,7 +177,7 @@ def test_a_restored_session_closes_on_its_last_reading_only_after_the_board_stay
     second = Shed(tmp_path, clock, board)
     rules = second.service.rules
     silent_s = rules.heartbeat_s * rules.offline_after_heartbeats
-    wait_s = max(rules.lease_s, silent_s) + rules.heartbeat_s
+    wait_s = max(rules.lease_s, silent_s, rules.offline_settle_s) + rules.heartbeat_s
     for _ in range(wait_s - 5):
         clock.advance(1)
         second.service.tick()

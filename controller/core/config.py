@@ -48,6 +48,9 @@ class RuleConfig:
     renew_every_s: int = 60
     heartbeat_s: int = 90
     offline_after_heartbeats: int = 3
+    # A session whose board went silent waits this long for the board's register
+    # before it closes on the last reading (flagged closed_without_board).
+    offline_settle_s: int = 1800
     state_publish_every_s: int = 30  # retained port state refresh (changes go at once)
     # Parking.
     bay_idle_alert_s: int = 2 * 3600  # occupied this long while its socket is not charging

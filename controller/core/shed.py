@@ -144,7 +144,9 @@ class ShedCore:
         self.pending: dict[str, PendingCommand] = {}
         self.counters = Counters()
         self._over_budget_since: int | None = None
-        self._started_ms = now_ms  # a board is waited for from here after a restart
+        self._started_ms = now_ms  # a board's lease is bounded from here after a restart
+        self._listening_ms = now_ms  # boards are heard from here on (restart, broker back)
+        self._link_down_since: int | None = None
 
     # ---- queries -----------------------------------------------------------
 
@@ -441,11 +443,12 @@ class ShedCore:
         elif e.type == "relay_fault":
             self._trip(p, "relay_fault", "board reported a relay fault", now_ms, actions)
         elif e.type == "lease_expired":
+            # The board switched off by itself. The session closes on its next
+            # reading with the relay off, which holds the final register (the event
+            # comes before it), or by the timers if that reading never comes.
+            if p.session is not None and p.state in SESSION_STATES:
+                self._end(p, "lease_expired", now_ms, actions)
             p.commanded_on = False
-            if p.session is not None and p.state in SESSION_STATES | {S.FINISHING}:
-                if p.state is not S.FINISHING:
-                    self._end(p, "lease_expired", now_ms, actions)
-                self._close(p, now_ms, actions)
         elif e.type == "button":
             if p.session is not None and p.state in SESSION_STATES:
                 self._end(p, "button", now_ms, actions)
@@ -560,13 +563,19 @@ class ShedCore:
 
     # ---- time --------------------------------------------------------------
 
-    def tick(self, now_ms: int) -> list[Action]:
-        """Timers: leases, charge-end timers, caps, liveness, budget, bays."""
+    def tick(self, now_ms: int, link_up: bool = True) -> list[Action]:
+        """Timers: leases, charge-end timers, caps, liveness, budget, bays.
+
+        `link_up` False: the controller itself cannot hear the boards (its broker
+        is away). No board is called silent then, and every board gets its
+        offline rule anew from when the link is back."""
         r = self.rules
         actions: list[Action] = []
         silent_ms = r.heartbeat_s * r.offline_after_heartbeats * 1000
+        self._link(link_up, silent_ms, now_ms, actions)
         for board, online in self.board_online.items():
-            if online and now_ms - self.board_seen.get(board, now_ms) > silent_ms:
+            heard = max(self.board_seen.get(board, now_ms), self._listening_ms)
+            if online and now_ms - heard > silent_ms:
                 self._board_down(board, f"silent for {silent_ms // 1000} s", now_ms, actions)
         for p in self.ports.values():
             s = p.session
@@ -624,6 +633,26 @@ class ShedCore:
         alarm = Alarm(self._new_id(), found.kind, now_ms, found.detail, port=p.number)
         self._raise(alarm, actions)
 
+    def _link(self, up: bool, silent_ms: int, now_ms: int, actions: list[Action]) -> None:
+        """The controller's own link to its boards (the broker): while it is down
+        no board is called silent, and down past the boards' offline rule it is an
+        alarm of its own, `broker_unreachable`, cleared when the link is back."""
+        if up:
+            if self._link_down_since is not None:
+                self._link_down_since = None
+                actions.extend(self._clear_alarms(
+                    lambda a: a.kind == "broker_unreachable" and a.active, now_ms))  # fmt: skip
+            return
+        self._listening_ms = now_ms
+        if self._link_down_since is None:
+            self._link_down_since = now_ms
+            return
+        down_ms = now_ms - self._link_down_since
+        raised = any(a.kind == "broker_unreachable" and a.active for a in self.alarms.values())
+        if down_ms > silent_ms and not raised:
+            detail = f"the controller has not reached its broker for {down_ms // 1000} s"
+            self._raise(Alarm(self._new_id(), "broker_unreachable", now_ms, detail), actions)
+
     def _relay_surely_off_ms(self, p: Port, s: Session) -> int:
         """When a silent board's lease has cut this session's relay, at the latest.
 
@@ -638,8 +667,12 @@ class ShedCore:
         if "restored" in s.flags:
             until = max(until, self._started_ms + r.lease_s * 1000)
         if p.state is S.OFFLINE:
-            heard = max(self.board_seen.get(p.board, 0), self._started_ms)
-            until = max(until, heard + r.heartbeat_s * r.offline_after_heartbeats * 1000)
+            # The socket is of no use to anyone while its board is away: its session
+            # waits `offline_settle_s` for the board's register before settling on
+            # the last reading.
+            heard = max(self.board_seen.get(p.board, 0), self._listening_ms)
+            silent_ms = r.heartbeat_s * r.offline_after_heartbeats * 1000
+            until = max(until, heard + max(silent_ms, r.offline_settle_s * 1000))
         return until
 
     def _budget(self, now_ms: int, actions: list[Action]) -> None:
@@ -868,7 +901,9 @@ class ShedCore:
             s.first_wh = s.last_wh = t.wh
             return
         delta = register_delta(s.last_wh, t.wh)
-        elapsed_h = max(t.ts - s.started_ms, 1000) / 3_600_000
+        # The board's clock and ours may differ by minutes: the longer of the two
+        # spans bounds what the socket could have drawn.
+        elapsed_h = max(t.ts - s.started_ms, now_ms - s.started_ms, 1000) / 3_600_000
         if delta <= p.meter.max_w * 2 * elapsed_h + 2:
             s.energy_wh += delta
             s.usage.add(s.stop_ms or now_ms, 0.0, delta)

@@ -46,6 +46,7 @@ RULES: dict[str, Any] = {
     "renew_every_s": 1,
     "heartbeat_s": 2,
     "offline_after_heartbeats": 3,
+    "offline_settle_s": 60,  # a silent board's sessions wait this long for its register
     "socket_max_w": 4000,  # the suite's chargers draw 2.5-3.2 kW (Wh accrue in seconds)
     "budget_w": 200_000,
     "authorize_timeout_s": 30,

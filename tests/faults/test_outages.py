@@ -80,6 +80,6 @@ def test_broker_down_longer_than_two_leases(make_shed: Callable[..., FaultShed])
     shed.broker.start()
     wait_for(shed.ready, 30, "controller and boards back")
     shed.settle()
-    check(shed, "broker down for two leases", expect_alarms=("board_offline",),
+    check(shed, "broker down for two leases", expect_alarms=("broker_unreachable",),
           extra={"off_after_s": round(off_after, 2),
                  "down_s": round(time.monotonic() - down, 1)})  # fmt: skip

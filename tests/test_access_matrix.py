@@ -139,7 +139,9 @@ def cases(ids: dict[str, str]) -> list[Case]:
     reports = [("/api/v1/reports", "/api/v1/reports"),
                ("/api/v1/reports/{compound_id}", "/api/v1/reports/alpha"),
                ("/api/v1/reports/{compound_id}/export",
-                "/api/v1/reports/alpha/export")]  # fmt: skip
+                "/api/v1/reports/alpha/export"),
+               ("/api/v1/reports/{compound_id}/capacity",
+                "/api/v1/reports/alpha/capacity")]  # fmt: skip
     for route, path in reports:
         refused = {"nobody", "resident"} | (set() if route == "/api/v1/reports"
                                             else {"office_b", "staff_b"})  # fmt: skip

@@ -160,6 +160,7 @@ async def test_csv_and_xlsx_hold_the_figures_of_the_json(api: Api) -> None:
         "结束原因",
         "按小时",
         "高峰时段（开始充电次数）",
+        "扩容测算",  # capacity planning (tests/test_reports_capacity.py)
     ]
     summary = {row[0]: row[1] for row in book["汇总"].iter_rows(min_row=2, values_only=True)}
     assert summary["充电次数"] == 4 and summary["收入（元）"] == 4.3

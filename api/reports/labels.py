@@ -15,6 +15,20 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "end_reasons": ("结束原因", "End reasons"),
     "hours": ("按小时", "By hour of day"),
     "heatmap": ("高峰时段（开始充电次数）", "Peak hours (sessions started)"),
+    "capacity": ("扩容测算", "Capacity planning"),
+    "extra_sockets": ("增加插座数", "More sockets"),
+    "turned_away": ("无空闲插座（人次）", "Turned away"),
+    "served": ("可服务（人次）", "Would be served"),
+    "served_pct": ("可服务比例（%）", "Served (%)"),
+    "chart_capacity": (
+        "{shed}：增加 N 个插座可服务的无空闲插座人次（%）",
+        "{shed}: turned-away residents served with N more sockets (%)",
+    ),
+    "capacity_note": (
+        "按记录的到达时间重放（本期）：原有充电不变，被拒的居民使用新增插座，先到先得。",
+        "Replays the period's recorded arrivals: recorded sessions keep their "
+        "sockets, turned-away residents take the new ones, first come first served.",
+    ),
     # columns
     "metric": ("指标", "Metric"),
     "value": ("数值", "Value"),

@@ -14,9 +14,9 @@ from fastapi.responses import Response
 from api.access import PrincipalDep, require_compound, require_role
 from api.deps import CtxDep, DbDep
 from api.errors import Invalid, NotFound
-from api.reports import export, queries
-from api.reports.model import Report
-from api.reports.periods import PeriodError, PeriodKind, parse_period, period_of
+from api.reports import capacity, export, queries
+from api.reports.model import Report, Table
+from api.reports.periods import Period, PeriodError, PeriodKind, parse_period, period_of
 from api.repos import compounds as compound_repo
 from api.schemas.common import ID_PATTERN
 
@@ -74,6 +74,47 @@ def get_report(
     return load_report(ctx, db, principal, compound_id, kind, value).to_json()
 
 
+def load_capacity(
+    ctx: CtxDep,
+    db: DbDep,
+    principal: PrincipalDep,
+    compound_id: str,
+    kind: PeriodKind,
+    value: str | None,
+) -> tuple[Period, Table]:
+    require_compound(principal, compound_id, *READERS)
+    try:
+        period = parse_period(kind, value) if value else period_of(kind, ctx.now_ms())
+    except PeriodError as err:
+        raise Invalid(str(err), code=err.code) from err
+    with db.begin():
+        try:
+            return period, capacity.capacity_table(db, compound_id, period)
+        except queries.UnknownCompound as err:
+            raise NotFound(str(err), code=err.code) from err
+
+
+@router.get("/{compound_id}/capacity")
+def get_capacity(
+    ctx: CtxDep,
+    db: DbDep,
+    principal: PrincipalDep,
+    compound_id: CompoundPath,
+    kind: KindQuery = "month",
+    value: ValueQuery = None,
+) -> dict[str, Any]:
+    """Capacity planning (docs/reports.md): with N = 1..20 more sockets in each shed,
+    how many of the period's turned-away residents would have been served."""
+    period, table = load_capacity(ctx, db, principal, compound_id, kind, value)
+    return {
+        "compound": {"id": compound_id},
+        "period": {"kind": period.kind, "label": period.label,
+                   "start_ms": period.start_ms, "end_ms": period.end_ms},
+        "columns": table.columns,
+        "rows": table.rows,
+    }  # fmt: skip
+
+
 @router.get("/{compound_id}/export")
 def export_report(
     ctx: CtxDep,
@@ -88,6 +129,9 @@ def export_report(
 ) -> Response:
     """A download: CSV (one table, or all), XLSX (a sheet per table) or JSON."""
     report = load_report(ctx, db, principal, compound_id, kind, value)
+    if fmt == "xlsx" or table == capacity.TABLE:
+        _, plan = load_capacity(ctx, db, principal, compound_id, kind, value)
+        report.tables[plan.name] = plan  # the workbook's last sheet
     if fmt == "xlsx":
         body, media = export.to_xlsx(report, lang), export.XLSX_MEDIA
     elif fmt == "json":

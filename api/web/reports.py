@@ -143,6 +143,12 @@ async def report_page(
     ]
     summary = {row[0]: row[1] for row in tables["summary"].rows}
     last_day = local_date(period.end_ms - 1)
+    plan = await api.get(f"/api/v1/reports/{quote(compound_id)}/capacity?{urlencode(params)}")
+    capacity = None
+    if plan.ok:  # the page still shows the report if the planning cannot be had
+        body = plan.json_dict()
+        capacity = _capacity(Table("capacity", list(body["columns"]), body["rows"]), lg,
+                             download("csv", "capacity"))  # fmt: skip
     return _page(
         request,
         "reports/report.html",
@@ -157,11 +163,42 @@ async def report_page(
         cards=[(name, label(name, lg), summary[name]) for name in FIGURES],
         charts=_charts(tables, lg),
         tables=shown,
+        capacity=capacity,
         xlsx_url=download("xlsx"),
         csv_all_url=download("csv"),
         nav=_nav(compound_id, period, lg),
         q=_q(lg),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ShownCapacity:
+    charts: list[tuple[str, str, Markup]]  # (shed id, caption, SVG)
+    table: ShownTable
+
+
+def _capacity(table: Table, lang: Lang, csv_url: str) -> ShownCapacity:
+    """A chart per shed that had turned-away residents, and the table of every shed."""
+    by_shed: dict[str, list[dict[str, Any]]] = {}
+    for row in table.as_dicts():
+        by_shed.setdefault(str(row["shed"]), []).append(row)
+    shown_charts = []
+    for shed, rows in by_shed.items():
+        if not any(int(r["turned_away"]) for r in rows):
+            continue
+        caption = label("chart_capacity", lang).format(shed=shed)
+        svg = charts.bars(
+            caption,
+            [f"+{int(r['extra_sockets'])}" for r in rows],
+            [float(r["served_pct"]) for r in rows],
+            unit="%",
+            every=2,
+        )
+        shown_charts.append((shed, caption, svg))
+    shown = ShownTable(
+        "capacity", label("capacity", lang), export.header(table, lang), table.rows, csv_url
+    )
+    return ShownCapacity(shown_charts, shown)
 
 
 def _nav(compound_id: str, period: Period, lang: Lang) -> dict[str, str]:

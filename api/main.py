@@ -42,6 +42,7 @@ from api.services.sms import SmsSender
 from api.services.staff_runtime import StaffRuntime
 from api.settings import ApiSettings
 from api.web import web_router
+from api.web.consultation_page import router as consultation_web_router
 from api.web.money_page import router as money_web_router
 from api.web.reports import router as reports_web_router
 from api.web.staff import router as staff_web_router
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(money_routes.router, prefix="/api/v1")
     app.include_router(consultation_routes.router, prefix="/api/v1")
     app.include_router(money_web_router)
+    app.include_router(consultation_web_router)
     return app
 
 

@@ -117,6 +117,9 @@ class ApiClient:
     async def post(self, path: str, body: dict[str, Any] | None = None) -> Answer:
         return await self._send("POST", path, body)
 
+    async def put(self, path: str, body: dict[str, Any] | None = None) -> Answer:
+        return await self._send("PUT", path, body)
+
     async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> Answer:
         try:
             resp = await self._client.request(method, path, json=body)

@@ -198,6 +198,42 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "money_metered": ("按车棚总电表", "by the shed's main meter"),
     "money_by_sockets": ("按各插座电表合计", "by the sum of the socket meters"),
     "no_such_compound": ("找不到这个小区", "No such compound"),
+    # consultations (api/web/consultation_page.py)
+    "consult_title": ("业主意见征询", "Residents' consultation"),
+    "consult_list": ("意见征询", "Consultations"),
+    "consult_closes": ("截止：{when}", "Closes: {when}"),
+    "consult_threshold": (
+        "作答户数中同意达到 {pct}% 即通过",
+        "Passes if {pct} % of the households that answer agree",
+    ),
+    "consult_count": (
+        "同意 {yes} 户，不同意 {no} 户（共登记 {households} 户）",
+        "{yes} yes, {no} no ({households} households registered)",
+    ),
+    "consult_status_open": ("征询中", "Open"),
+    "consult_status_passed": ("已通过", "Passed"),
+    "consult_status_failed": ("未通过", "Not passed"),
+    "consult_applied": ("新价格已执行", "The new price is in force"),
+    "consult_old_price": ("现行价格", "Current price"),
+    "consult_new_price": ("拟调整价格", "Proposed price"),
+    "consult_overnight": (
+        "典型夜间充电（22:00 起 {hours} 小时，约 {kwh} 度）",
+        "A typical overnight charge (from 22:00, {hours} h, about {kwh} kWh)",
+    ),
+    "consult_sockets": ("在{shed}增加 {n} 个插座", "{n} more sockets in {shed}"),
+    "consult_login": (
+        "用登记的手机号获取验证码后作答（每户一票，截止前可修改）",
+        "Answer with a code sent to your registered phone (one answer per"
+        " household, changeable until the close)",
+    ),
+    "consult_yes": ("同意", "Yes"),
+    "consult_no": ("不同意", "No"),
+    "consult_your_answer": ("您家的意见：{answer}", "Your household's answer: {answer}"),
+    "consult_not_registered": (
+        "这个手机号没有登记在本小区的住户名单中，请联系物业",
+        "This phone is not on the compound's household list: ask the office",
+    ),
+    "consult_closed": ("征询已截止", "The consultation has closed"),
     # errors
     "error_title": ("出错了", "Something went wrong"),
     "try_again": ("请稍后再试", "Please try again later"),

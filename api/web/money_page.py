@@ -79,6 +79,7 @@ async def money_html(
     if not answer.ok:
         return error_page(request, lg, answer.problem, title_key="no_such_compound")
     page = page_of(answer.json_dict())
+    asked = answer.json_dict().get("consultations") or []
     labels = [m.month[2:] for m in page.months]
     taken = [m.billed_fen / 100 for m in page.months]
     electricity = [(m.electricity_fen or 0) / 100 for m in page.months]
@@ -127,7 +128,7 @@ async def money_html(
     price = None if page.grid_fen_per_kwh is None else money(page.grid_fen_per_kwh, lg)
     return render(
         request, "money.html", lg, page=page, rows=rows, total=total, charts=shown_charts,
-        price=price, span=f"{first} – {last}",
+        price=price, span=f"{first} – {last}", consultations=asked,
     )  # fmt: skip
 
 

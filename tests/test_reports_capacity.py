@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from openpyxl import load_workbook
+from sqlalchemy import create_engine, insert
 
+from api.models import ChargeSession, DemandEvent
 from api.reports.capacity import DEFAULT_CHARGE_MS, MAX_EXTRA, ShedArrivals, replay
 from tests.test_reports_rollups import local_ms, record, session_data, uplink
 
@@ -172,3 +174,42 @@ async def test_capacity_over_http(api: Api) -> None:
     missing = await api.client.get("/api/v1/reports/nowhere/capacity", params=MONTH,
                                    headers=api.admin)  # fmt: skip
     assert missing.status_code == 404 and missing.json()["code"] == "unknown_compound"
+
+
+async def test_a_year_of_one_shed_through_the_database(api: Api, db_url: str) -> None:
+    """The year above, stored as the uplink stores it, read and replayed over HTTP."""
+    shed_id, _ = await api.register_shed("year-1", ports=list(range(1, 25)))
+    shed = year_of_one_shed(24, seed=14)
+    sessions = [
+        {
+            "shed_id": shed_id, "id": f"y{i}", "port": i % 24 + 1, "auth_kind": "order",
+            "auth_ref": f"EBSy{i}", "auth_mode": "until_full", "prepaid_fen": 400,
+            "order_no": None, "tariff_id": None, "tariff_version": None, "tariff": None,
+            "started_ms": start, "stop_ms": end, "ended_ms": end, "end_reason": "full",
+            "first_wh": 0, "last_wh": 500, "energy_wh": 500, "peak_w": 200.0,
+            "billed_fen": 100, "refund_fen": 300, "flags": [], "bill": None, "data": {},
+            "version": 2, "reported_ms": end, "received_ms": end, "closed_received_ms": end,
+        }
+        for i, (start, end) in enumerate(shed.sessions)
+    ]  # fmt: skip
+    demand = [
+        {"shed_id": shed_id, "port": None, "source": "card", "visitor": f"v{i}", "at_ms": at,
+         "received_ms": at}
+        for i, at in enumerate(shed.turned_away)
+    ]  # fmt: skip
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(ChargeSession), sessions)
+            conn.execute(insert(DemandEvent), demand)
+    finally:
+        engine.dispose()
+    year = {"period": "year", "value": "2026"}
+    started = time.perf_counter()
+    response = await api.client.get("/api/v1/reports/demo/capacity", params=year, headers=api.admin)
+    elapsed = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    rows = [r for r in response.json()["rows"] if r[0] == shed_id]
+    backend = db_url.split(":", 1)[0]
+    print(f"\ncapacity over HTTP ({backend}): a year of one 24-socket shed in {elapsed:.2f} s")
+    assert [r[4] for r in rows] == [r.served for r in replay(shed)]

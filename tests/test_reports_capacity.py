@@ -180,7 +180,7 @@ async def test_a_year_of_one_shed_through_the_database(api: Api, db_url: str) ->
     """The year above, stored as the uplink stores it, read and replayed over HTTP."""
     shed_id, _ = await api.register_shed("year-1", ports=list(range(1, 25)))
     shed = year_of_one_shed(24, seed=14)
-    sessions = [
+    sessions: list[dict[str, Any]] = [
         {
             "shed_id": shed_id, "id": f"y{i}", "port": i % 24 + 1, "auth_kind": "order",
             "auth_ref": f"EBSy{i}", "auth_mode": "until_full", "prepaid_fen": 400,
@@ -192,7 +192,7 @@ async def test_a_year_of_one_shed_through_the_database(api: Api, db_url: str) ->
         }
         for i, (start, end) in enumerate(shed.sessions)
     ]  # fmt: skip
-    demand = [
+    demand: list[dict[str, Any]] = [
         {"shed_id": shed_id, "port": None, "source": "card", "visitor": f"v{i}", "at_ms": at,
          "received_ms": at}
         for i, at in enumerate(shed.turned_away)

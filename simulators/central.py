@@ -40,6 +40,7 @@ from api.services.orders_workers import OrdersRuntime
 from api.services.registration import register_compound, register_shed, rotate_shed_token
 from api.settings import ApiSettings
 from controller.clock import Clock
+from simulators import demo_money
 from simulators import payment_wire as wire
 from simulators.payment_provider import PaymentProviderSimulator, write_credentials
 from simulators.payment_server import LateApp, LocalServer
@@ -159,6 +160,7 @@ class DemoCentral:
             bays = [BayIn(number=n, port=p) for n, p in sorted(shed.bays.items())]
             registered = register_shed(db, shed.id, shed.name, COMPOUND[0], now_ms=now,
                                        ports=shed.ports, bays=bays)
+            demo_money.seed(db, COMPOUND[0], now_ms=now)  # its money page, a consultation
             return registered.token
 
     def demo_users(self) -> dict[str, str]:

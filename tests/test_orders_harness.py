@@ -159,6 +159,7 @@ class ChargeRun:
     mode: str
     usage: Usage
     w: float = 0.0
+    flags: list[str] = field(default_factory=list)  # as the shed's session record has them
 
     def data(self, *, ended_ms: int | None = None, end_reason: str | None = None) -> dict[str, Any]:
         tariff = default_tariff()
@@ -183,6 +184,7 @@ class ChargeRun:
             "billed_fen": bill.total_fen if ended_ms else 0,
             "refund_fen": self.prepaid_fen - bill.total_fen if ended_ms else 0,
             "bill": bill_to_dict(bill) if ended_ms else None,
+            "flags": list(self.flags),
         }
 
     async def report(self) -> None:

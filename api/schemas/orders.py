@@ -43,6 +43,10 @@ class SessionProgress(BaseModel):
     started_ms: int
     ended_ms: int | None
     end_reason: str | None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="charge-curve anomalies the shed saw (anomaly_* kinds, docs/configuration.md)",
+    )
 
 
 class Receipt(BaseModel):

@@ -264,6 +264,7 @@ def session_progress(
         started_ms=session.started_ms,
         ended_ms=session.ended_ms,
         end_reason=session.end_reason,
+        warnings=sorted(f for f in session.flags or () if f.startswith("anomaly_")),
     )
 
 

@@ -361,6 +361,30 @@ SESSION_STATES: Final[dict[str, tuple[str, str]]] = {
     "closed": ("已结束", "Finished"),
 }
 
+# Charge-curve anomalies (controller/core/anomaly.py) as the resident reads them.
+CHARGE_WARNINGS: Final[dict[str, tuple[str, str]]] = {
+    "anomaly_no_taper": (
+        "充电器一直满功率，没有降下来，请检查充电器",
+        "The charger never eased off; please have it checked",
+    ),
+    "anomaly_unstable_power": (
+        "充电功率忽高忽低，充电器可能有故障",
+        "The charging power jumped up and down; the charger may be faulty",
+    ),
+    "anomaly_energy_excess": (
+        "用电量远超电池容量，电池可能有故障",
+        "Far more energy than the battery should take; it may be faulty",
+    ),
+    "anomaly_temp_rise": (
+        "插座升温过快，请检查插头是否松动或损坏",
+        "The socket heated fast; please check the plug for damage",
+    ),
+    "anomaly_no_load": (
+        "充电器在耗电，但电池没有在充电，请检查是否接好电池",
+        "The charger drew power but no battery charged; is it connected?",
+    ),
+}
+
 END_REASONS: Final[dict[str, tuple[str, str]]] = {
     "full": ("已充满，自动停止", "Full: stopped automatically"),
     "unplugged": ("已拔下充电器", "Charger unplugged"),

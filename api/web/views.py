@@ -196,6 +196,7 @@ class SessionView:
     active: bool
     ended: bool
     end_text: str
+    warnings: tuple[str, ...] = ()  # what the shed saw in the charge curve, in words
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +285,11 @@ def session_view(data: Mapping[str, Any], lang: Lang, *, budget_fen: int | None)
         active=active,
         ended=ended,
         end_text=label(i18n.END_REASONS, end_reason, lang) if ended else "",
+        warnings=tuple(
+            label(i18n.CHARGE_WARNINGS, str(kind), lang)
+            for kind in (data.get("warnings") or [])
+            if str(kind) in i18n.CHARGE_WARNINGS
+        ),
     )
 
 

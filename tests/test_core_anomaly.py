@@ -110,6 +110,25 @@ def test_detector_reports_each_kind_once_and_keeps_bounded_memory() -> None:
     assert len(d._temps) <= rules.anomaly_temp_window_s // 60 + 1
 
 
+@pytest.mark.parametrize("resumed", [False, True])
+@pytest.mark.parametrize(
+    ("w", "kind"), [(10.0, "anomaly_no_load"), (60.0, "anomaly_energy_excess")]
+)
+def test_a_session_restored_mid_charge_is_not_judged_on_what_it_missed(
+    resumed: bool, w: float, kind: str
+) -> None:
+    # After a restart the shed restores a session that took 1 kWh already and now
+    # floats (10 W) or tapers (60 W): neither "no battery" nor "far more energy than
+    # the pack" for what happened before; a session watched from its start is.
+    d = AnomalyDetector(RuleConfig(), 0, resumed=resumed)
+    found = []
+    for minute in range(1, 31):
+        for _ in range(6):
+            d.feed(w)
+        found += d.roll(minute * 60_000, 30.0, 1000.0 + minute)
+    assert [a.kind for a in found] == ([] if resumed else [kind])
+
+
 def test_healthy_month_of_a_24_socket_shed_raises_no_false_alarm() -> None:
     shed = AnomalyShed(ports=24, step_s=60, seed=2026)
     started = time.perf_counter()

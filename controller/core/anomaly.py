@@ -49,6 +49,9 @@ class Anomaly:
 class AnomalyDetector:
     rules: RuleConfig
     started_ms: int
+    # A session restored after a restart: what came before is unknown, so energy is
+    # counted from the first check on, and it is taken to have charged already.
+    resumed: bool = False
     next_roll_ms: int = 0
     reported: set[str] = field(default_factory=set)
     # The current minute, fed per sample.
@@ -66,10 +69,12 @@ class AnomalyDetector:
     _sustained_w: float = 0.0  # highest per-minute low: what the charger holds
     _drawing_since: int | None = None
     _charged: bool = False  # reached the full threshold at least once
+    _energy_base_wh: float | None = None
 
     def __post_init__(self) -> None:
         self._jump_w = self.rules.anomaly_jump_w
         self.next_roll_ms = self.started_ms + MINUTE_MS
+        self._charged = self.resumed
 
     def feed(self, w: float) -> None:
         """One accepted sample of the running session: O(1), no allocation."""
@@ -92,7 +97,9 @@ class AnomalyDetector:
         if hi >= lo:  # the minute had samples
             self._minute(now_ms, lo, hi, found)
         self._unstable(now_ms, jumps, found)
-        self._energy(energy_wh, found)
+        if self._energy_base_wh is None:
+            self._energy_base_wh = energy_wh if self.resumed else 0.0
+        self._energy(energy_wh - self._energy_base_wh, found)
         if temp_c is not None:
             self._temp(now_ms, temp_c, found)
         if (

@@ -322,7 +322,7 @@ class ShedCore:
             if p is None or p.session is not None:
                 continue
             s.flags.add("restored")
-            s.anomaly = AnomalyDetector(self.rules, s.started_ms)
+            s.anomaly = AnomalyDetector(self.rules, s.started_ms, resumed=True)
             p.session = s
             p.commanded_on = s.stop_ms is None
         for a in alarms:

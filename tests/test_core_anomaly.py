@@ -129,6 +129,16 @@ def test_a_session_restored_mid_charge_is_not_judged_on_what_it_missed(
     assert [a.kind for a in found] == ([] if resumed else [kind])
 
 
+def test_a_socket_past_the_overtemp_trip_is_the_trip_s_not_an_anomaly() -> None:
+    d = AnomalyDetector(RuleConfig(), 0)
+    d.feed(200.0)
+    assert d.roll(60_000, 30.0, 10.0) == []
+    d.feed(200.0)
+    assert d.roll(120_000, 80.0, 14.0) == []  # a hot reading: the trip stops it
+    d.feed(200.0)
+    assert [a.kind for a in d.roll(180_000, 45.0, 18.0)] == ["anomaly_temp_rise"]
+
+
 def test_healthy_month_of_a_24_socket_shed_raises_no_false_alarm() -> None:
     shed = AnomalyShed(ports=24, step_s=60, seed=2026)
     started = time.perf_counter()

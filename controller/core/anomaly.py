@@ -12,7 +12,8 @@ wrong, for staff to look at and for the resident to be told:
   pack its charger suggests (the highest sustained per-minute power x
   `anomaly_pack_hours`): a pack that takes far more than its size;
 - `anomaly_temp_rise`: the socket's temperature rose `anomaly_temp_rise_c` or
-  more within `anomaly_temp_window_s` (well below the overtemp trip);
+  more within `anomaly_temp_window_s`, still below the overtemp trip (above
+  `overtemp_c` the safety rule trips the socket within seconds);
 - `anomaly_no_load`: power drawn for `anomaly_no_load_s` without ever reaching
   the full threshold: a charger on standby, with no battery taking charge.
 
@@ -100,7 +101,7 @@ class AnomalyDetector:
         if self._energy_base_wh is None:
             self._energy_base_wh = energy_wh if self.resumed else 0.0
         self._energy(energy_wh - self._energy_base_wh, found)
-        if temp_c is not None:
+        if temp_c is not None and temp_c <= r.overtemp_c:  # above it, the trip's business
             self._temp(now_ms, temp_c, found)
         if (
             not self._charged

@@ -164,6 +164,9 @@ async def test_a_failed_tariff_cannot_be_applied(api_factory: ApiFactory) -> Non
             headers=office,
         )  # fmt: skip
         assert bad.status_code == 422 and bad.json()["code"] == "unknown_shed"
+        no = await resident(api, "13800000003")
+        given = [(await answer(api, c["id"], no, "no")).status_code for _ in range(25)]
+        assert given.count(409) == 20 and given.count(429) == 5  # closed, then rate limited
         past = await api.client.post(
             "/api/v1/consultations/demo",
             json={"kind": "text", "title": "x", "closes_ms": api.clock.now - 1,

@@ -39,6 +39,7 @@ TEXT: Final[dict[str, tuple[str, str]]] = {
     "links": ("查看", "Open"),
     "report": ("报表", "Report"),
     "money": ("账目公开", "Money page"),
+    "money_office": ("账目与征询管理", "Money and consultations"),
     "denied": ("片区总览仅限管理员", "The district view is for admins"),
     "offline_shed": ("离线", "offline"),
 }  # fmt: skip

@@ -148,7 +148,7 @@ def cases(ids: dict[str, str]) -> list[Case]:
         found.append(Case("GET", route, path, READ_REPORTS_A, refused))
     # The money page's and the consultations' office side (docs/money-page.md).
     not_office_a = {"nobody", "resident", "staff_a", "staff_b", "office_b"}
-    office = [
+    office: list[tuple[str, str, str, dict[str, Any] | None]] = [
         ("PUT", "/api/v1/money/{compound_id}/settings", "/api/v1/money/alpha/settings",
          {"grid_fen_per_kwh": 60}),
         ("POST", "/api/v1/money/{compound_id}/expenses", "/api/v1/money/alpha/expenses",

@@ -162,12 +162,16 @@ def controller_run(
 ) -> None:
     """Run the edge controller of one shed against a real MQTT broker."""
     from controller.clock import RealClock
-    from controller.runtime import run_forever
+    from controller.runtime import TaskDied, run_forever
 
     _logging(verbose)
     settings = _load(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_forever(settings, RealClock(), http))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_forever(settings, RealClock(), http))
+    except TaskDied as err:  # exit non-zero, so that systemd restarts the controller
+        typer.echo(f"controller stopped: {err}", err=True)
+        raise typer.Exit(70) from err
 
 
 @sim_app.command("shed")

@@ -45,7 +45,8 @@ async def test_scan_pay_charge_stop_receipt_and_my_charges(db_url: str) -> None:
         fault = words((await phone.get(f"{site}/s/{shed.shed_id}/3?lang=en")).text)
         assert "Out of order" in fault and "This socket is out of order" in fault
 
-        free = words((await phone.get(f"{site}/s/{shed.shed_id}")).text)
+        # The language chosen is kept (a cookie): the resident switches back to Chinese.
+        free = words((await phone.get(f"{site}/s/{shed.shed_id}?lang=zh")).text)
         assert re.search(r"2 空闲插座 共 4 个", free), free  # sockets 1 and 4
         assert "演示小区" in free and "车棚在线" in free
 
@@ -96,7 +97,7 @@ async def test_scan_pay_charge_stop_receipt_and_my_charges(db_url: str) -> None:
         await env.money_conserved(no)
 
         # My charges: log in by SMS code (the simulated outbox), see the receipt.
-        assert "获取验证码" in (await phone.get(f"{site}/me")).text
+        assert "获取验证码" in (await phone.get(f"{site}/me?lang=zh")).text  # back from English
         sent = await phone.post(f"{site}/me/sms", data={"phone": PHONE_A})
         assert sent.status_code == 200 and 'id="login-form"' in sent.text, words(sent.text)
         wrong = await phone.post(f"{site}/me/login", data={"phone": PHONE_A, "code": "000000"})
@@ -119,7 +120,7 @@ async def test_scan_pay_charge_stop_receipt_and_my_charges(db_url: str) -> None:
         assert (await phone.post(f"{site}/me/logout")).status_code == 403
         out = await phone.post(f"{site}/me/logout", data={"csrf": token.group(1)})
         assert out.status_code == 303
-        assert "获取验证码" in (await phone.get(f"{site}/me")).text
+        assert "获取验证码" in (await phone.get(f"{site}/me?lang=zh")).text  # back from English
 
 
 async def test_socket_taken_and_offline_shed_on_the_real_api(db_url: str) -> None:

@@ -232,6 +232,24 @@ async def start_api(
         yield Api(app=app, client=client, clock=clock, settings=settings)
 
 
+@asynccontextmanager
+async def serve_api(db_url: str, **overrides: Any) -> AsyncIterator[Api]:
+    """The real app behind a real HTTP server on a free port (the browser tests'),
+    and a client for it."""
+    from simulators.payment_server import LocalServer
+
+    settings = api_settings(db_url, **overrides)
+    clock = FakeClock()
+    app = create_app(settings, now_ms=clock)
+    server = LocalServer(app, lifespan=True)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            yield Api(app=app, client=client, clock=clock, settings=settings)
+    finally:
+        await server.stop()
+
+
 ApiFactory = Callable[..., AbstractAsyncContextManager[Api]]
 
 

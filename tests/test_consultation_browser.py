@@ -8,12 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from api.main import create_app
 from api.web.money import money
-from simulators.payment_server import LocalServer
 from tests.browser import open_phone
 from tests.test_consultations import DAY, HOUSEHOLDS, open_tariff
 
@@ -26,25 +23,16 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the
 
 @pytest.fixture
 async def served(db_url: str) -> AsyncIterator[Api]:
-    from tests.api_db import Api, FakeClock, api_settings  # after pytest rewrote it
+    from tests.api_db import serve_api  # after pytest rewrote it
 
-    settings = api_settings(db_url, dev_endpoints=True)
-    clock = FakeClock()
-    app = create_app(settings, now_ms=clock)
-    server = LocalServer(app, lifespan=True)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            api = Api(app=app, client=client, clock=clock, settings=settings)
-            await api.register_shed("east-1", ports=[1, 2])
-            office = await api.user("office", "demo")
-            imported = await client.post(
-                "/api/v1/households/demo/import", content=HOUSEHOLDS, headers=office
-            )
-            assert imported.status_code == 200, imported.text
-            yield api
-    finally:
-        await server.stop()
+    async with serve_api(db_url, dev_endpoints=True) as api:
+        await api.register_shed("east-1", ports=[1, 2])
+        office = await api.user("office", "demo")
+        imported = await api.client.post(
+            "/api/v1/households/demo/import", content=HOUSEHOLDS, headers=office
+        )
+        assert imported.status_code == 200, imported.text
+        yield api
 
 
 async def log_in(api: Api, page: Any, phone: str) -> None:

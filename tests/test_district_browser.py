@@ -9,13 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from api.main import create_app
 from api.reports.model import kwh
 from api.web.money import money
-from simulators.payment_server import LocalServer
 from tests.browser import TIMEOUT_MS
 from tests.test_reports_rollups import record, session_data, uplink
 from tests.test_staff_board import Shed, port
@@ -29,18 +26,10 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirec
 
 @pytest.fixture
 async def served(db_url: str) -> AsyncIterator[Api]:
-    from tests.api_db import Api, FakeClock, api_settings  # after pytest rewrote it
+    from tests.api_db import serve_api  # after pytest rewrote it
 
-    settings = api_settings(db_url)
-    clock = FakeClock()
-    app = create_app(settings, now_ms=clock)
-    server = LocalServer(app, lifespan=True)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            yield Api(app=app, client=client, clock=clock, settings=settings)
-    finally:
-        await server.stop()
+    async with serve_api(db_url) as api:
+        yield api
 
 
 async def a_shed(api: Api, shed_id: str, compound: str, states: list[str]) -> Shed:

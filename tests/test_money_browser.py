@@ -11,12 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from api.main import create_app
 from api.web.money import money
-from simulators.payment_server import LocalServer
 from tests.browser import open_phone
 from tests.test_money_page import PRICE, month_of, two_sheds_two_months
 
@@ -29,30 +26,21 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the
 
 @pytest.fixture
 async def served(db_url: str) -> AsyncIterator[Api]:
-    from tests.api_db import Api, FakeClock, api_settings  # after pytest rewrote it
+    from tests.api_db import serve_api  # after pytest rewrote it
 
-    settings = api_settings(db_url)
-    clock = FakeClock()  # 2026-11-21
-    app = create_app(settings, now_ms=clock)
-    server = LocalServer(app, lifespan=True)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            api = Api(app=app, client=client, clock=clock, settings=settings)
-            await two_sheds_two_months(api)
-            office = await api.user("office", "demo")
-            for method, path, body in (
-                ("PUT", "/api/v1/money/demo/settings",
-                 {"grid_fen_per_kwh": PRICE, "margin_for": "维修基金"}),
-                ("PUT", "/api/v1/money/demo/meters/west-2/2026-11", {"energy_wh": 1640}),
-                ("POST", "/api/v1/money/demo/expenses",
-                 {"month": "2026-11", "amount_fen": 150, "note": "更换保险丝"}),
-            ):  # fmt: skip
-                answer = await client.request(method, path, json=body, headers=office)
-                assert answer.status_code in (200, 201), answer.text
-            yield api
-    finally:
-        await server.stop()
+    async with serve_api(db_url) as api:  # 2026-11-21
+        await two_sheds_two_months(api)
+        office = await api.user("office", "demo")
+        for method, path, body in (
+            ("PUT", "/api/v1/money/demo/settings",
+             {"grid_fen_per_kwh": PRICE, "margin_for": "维修基金"}),
+            ("PUT", "/api/v1/money/demo/meters/west-2/2026-11", {"energy_wh": 1640}),
+            ("POST", "/api/v1/money/demo/expenses",
+             {"month": "2026-11", "amount_fen": 150, "note": "更换保险丝"}),
+        ):  # fmt: skip
+            answer = await api.client.request(method, path, json=body, headers=office)
+            assert answer.status_code in (200, 201), answer.text
+        yield api
 
 
 async def test_a_resident_reads_the_money_page_on_a_phone(served: Api, browser: Any) -> None:

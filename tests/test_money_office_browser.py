@@ -9,13 +9,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from api.main import create_app
 from api.models import AuditEntry, Command
-from simulators.payment_server import LocalServer
 from tests.browser import TIMEOUT_MS
 from tests.test_consultations import DAY, HOUSEHOLDS, answer, resident
 
@@ -28,20 +25,11 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the
 
 @pytest.fixture
 async def served(db_url: str) -> AsyncIterator[Api]:
-    from tests.api_db import Api, FakeClock, api_settings  # after pytest rewrote it
+    from tests.api_db import serve_api  # after pytest rewrote it
 
-    settings = api_settings(db_url, dev_endpoints=True)
-    clock = FakeClock()
-    app = create_app(settings, now_ms=clock)
-    server = LocalServer(app, lifespan=True)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            api = Api(app=app, client=client, clock=clock, settings=settings)
-            await api.register_shed("east-1", ports=[1, 2])
-            yield api
-    finally:
-        await server.stop()
+    async with serve_api(db_url, dev_endpoints=True) as api:
+        await api.register_shed("east-1", ports=[1, 2])
+        yield api
 
 
 async def log_in(page: Any, origin: str, login: str, target: str) -> None:

@@ -17,12 +17,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from openpyxl import load_workbook
 
-from api.main import create_app
-from simulators.payment_server import LocalServer
 from tests.browser import TIMEOUT_MS, screenshots_dir
 from tests.test_reports_rollups import record, simulated_month, uplink
 
@@ -36,28 +33,19 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the
 @pytest.fixture
 async def served(db_url: str) -> AsyncIterator[Api]:
     """The real app over real HTTP, with a month of sessions in two sheds."""
-    from tests.api_db import Api, FakeClock, api_settings  # after pytest rewrote it
+    from tests.api_db import serve_api  # after pytest rewrote it
 
-    settings = api_settings(db_url)
-    clock = FakeClock()  # 2026-11-21: "this month" is November
-    app = create_app(settings, now_ms=clock)
-    server = LocalServer(app, lifespan=True)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            api = Api(app=app, client=client, clock=clock, settings=settings)
-            for shed_id, ports, seed in (("east-1", 8, 5), ("west-2", 4, 6)):
-                shed_id, auth = await api.register_shed(shed_id, ports=list(range(1, ports + 1)))
-                sessions = simulated_month(seed, ports)
-                await uplink(
-                    api,
-                    shed_id,
-                    auth,
-                    [record("session", s["id"], 2, s["ended_ms"], s) for s in sessions],
-                )
-            yield api
-    finally:
-        await server.stop()
+    async with serve_api(db_url) as api:  # 2026-11-21: "this month" is November
+        for shed_id, ports, seed in (("east-1", 8, 5), ("west-2", 4, 6)):
+            shed_id, auth = await api.register_shed(shed_id, ports=list(range(1, ports + 1)))
+            sessions = simulated_month(seed, ports)
+            await uplink(
+                api,
+                shed_id,
+                auth,
+                [record("session", s["id"], 2, s["ended_ms"], s) for s in sessions],
+            )
+        yield api
 
 
 def number(text: str) -> float:

@@ -11,12 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from api.main import create_app
 from api.reports.capacity import MAX_EXTRA
-from simulators.payment_server import LocalServer
 from tests.browser import TIMEOUT_MS, screenshots_dir
 from tests.test_reports_capacity import planned_shed
 
@@ -29,21 +26,12 @@ pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the
 
 @pytest.fixture
 async def served(db_url: str) -> AsyncIterator[Api]:
-    from tests.api_db import Api, FakeClock, api_settings  # after pytest rewrote it
+    from tests.api_db import serve_api  # after pytest rewrote it
 
-    settings = api_settings(db_url)
-    clock = FakeClock()  # 2026-11-21: "this month" is November
-    app = create_app(settings, now_ms=clock)
-    server = LocalServer(app, lifespan=True)
-    await server.start()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            api = Api(app=app, client=client, clock=clock, settings=settings)
-            await planned_shed(api)
-            await api.register_shed("quiet-2", ports=[1, 2, 3])  # nobody turned away there
-            yield api
-    finally:
-        await server.stop()
+    async with serve_api(db_url) as api:  # 2026-11-21: "this month" is November
+        await planned_shed(api)
+        await api.register_shed("quiet-2", ports=[1, 2, 3])  # nobody turned away there
+        yield api
 
 
 async def test_office_user_reads_the_capacity_chart(served: Api, browser: Any) -> None:
